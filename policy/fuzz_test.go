@@ -1,0 +1,76 @@
+package policy
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// FuzzParse checks that Parse never panics and that whatever it accepts
+// survives an encode/parse round trip unchanged, with a stable id.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(rfcExample))
+	f.Add([]byte("version: STSv1\nmode: none\nmax_age: 0"))
+	f.Add([]byte("version: STSv1\r\nmode: testing\r\nmx: *.xn--bcher-kva.example\r\nmax_age: 1\r\nx: é\r\n"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, err := Parse(body)
+		if err != nil {
+			return
+		}
+		checkRoundTrip(t, p)
+	})
+}
+
+// FuzzNew checks that every policy New accepts encodes to a body that Parse
+// accepts and maps back to the same policy and id.
+func FuzzNew(f *testing.F) {
+	f.Add("testing", "mx1.example.com\nMX2.example.com.\n*.example.net", uint32(604800))
+	f.Add("none", "", uint32(0))
+	f.Add("enforce", "bücher.example", uint32(MaxMaxAge))
+	f.Fuzz(func(t *testing.T, mode, mx string, maxAge uint32) {
+		p, err := New(Mode(mode), strings.Split(mx, "\n"), maxAge)
+		if err != nil {
+			return
+		}
+		checkRoundTrip(t, p)
+	})
+}
+
+// FuzzParseRecord checks that an accepted record's id is a valid sts-id and
+// that the record we would publish for it parses back to it.
+func FuzzParseRecord(f *testing.F) {
+	f.Add("v=STSv1; id=20160831085700Z;")
+	f.Add("v=STSv1 ;\tid=abc ; ext=1")
+	f.Fuzz(func(t *testing.T, txt string) {
+		rec, err := ParseRecord(txt)
+		if err != nil {
+			return
+		}
+		if !isID(rec.ID) {
+			t.Fatalf("ParseRecord(%q) accepted id %q", txt, rec.ID)
+		}
+		again, err := ParseRecord(rec.String())
+		if err != nil || again != rec {
+			t.Fatalf("ParseRecord(%q) = %+v, %v; want %+v", rec.String(), again, err, rec)
+		}
+	})
+}
+
+func checkRoundTrip(t *testing.T, p Policy) {
+	t.Helper()
+	body := p.Encode()
+	again, err := Parse(body)
+	if err != nil {
+		t.Fatalf("Parse(%q) of an encoded policy: %v", body, err)
+	}
+	if again.Mode != p.Mode || again.MaxAge != p.MaxAge || !slices.Equal(again.MX, p.MX) {
+		t.Fatalf("round trip changed %+v into %+v", p, again)
+	}
+	if !bytes.Equal(again.Encode(), body) || again.ID() != p.ID() {
+		t.Fatalf("round trip changed the encoding or id of %+v", p)
+	}
+	if !bytes.Equal(JoinLines(p.Lines()), body) {
+		t.Fatalf("Lines of %+v do not join to its encoding", p)
+	}
+}
