@@ -1,0 +1,155 @@
+package mtasts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/pkg/nonwriter"
+	"github.com/miekg/dns"
+
+	"github.com/coredns-mtasts/mtasts/policy"
+)
+
+// errPresigned says a zone carries its own signatures: synthesized, unsigned
+// records would be bogus in it.
+var errPresigned = errors.New("zone is DNSSEC-signed")
+
+// mailDomain is what the zone data says about a managed mail domain.
+type mailDomain struct {
+	policy    policy.Policy
+	ttl       uint32 // of the synthesized records: at most the MX RRset's TTL
+	ownTLSRPT bool   // the zone has its own record at _smtp._tls.D
+}
+
+// mailDomain decides from the rest of the chain whether the plugin manages
+// q.domain: nil if not, an error if the zone data cannot be read.
+func (m *MTASTS) mailDomain(ctx context.Context, w dns.ResponseWriter, q query) (*mailDomain, error) {
+	p, mxTTL, err := m.mxPolicy(ctx, w, q.domain)
+	if err != nil || p == nil {
+		return nil, err
+	}
+	owned, err := m.ownerPublishes(ctx, w, "_mta-sts."+q.domain, policy.IsRecord)
+	if err != nil || owned {
+		return nil, err
+	}
+	d := &mailDomain{policy: *p, ttl: min(mxTTL, m.TTL)}
+	if q.kind == nameTLSRPT || q.kind == nameTLSParent {
+		d.ownTLSRPT, err = m.ownerPublishes(ctx, w, "_smtp._tls."+q.domain, policy.IsTLSRPTRecord)
+	}
+	return d, err
+}
+
+// mxPolicy returns the policy domain's MX set implies and the MX RRset's TTL,
+// or nil if the domain has no usable MX set: no MX, null MX only (RFC 7505),
+// a CNAME or DNAME, a delegation, or an MX host no sender could validate.
+func (m *MTASTS) mxPolicy(ctx context.Context, w dns.ResponseWriter, domain string) (*policy.Policy, uint32, error) {
+	resp, err := m.lookup(ctx, w, domain, dns.TypeMX)
+	if err != nil || !resp.Authoritative || resp.Rcode != dns.RcodeSuccess {
+		return nil, 0, err
+	}
+	var hosts []string
+	ttl := uint32(maxTTL)
+	for _, rr := range resp.Answer {
+		switch rr := rr.(type) {
+		case *dns.RRSIG:
+			return nil, 0, errPresigned
+		case *dns.CNAME, *dns.DNAME:
+			return nil, 0, nil
+		case *dns.MX:
+			if !strings.EqualFold(rr.Hdr.Name, domain) {
+				continue
+			}
+			ttl = min(ttl, rr.Hdr.Ttl)
+			if rr.Mx != "." {
+				hosts = append(hosts, rr.Mx)
+			}
+		}
+	}
+	if len(hosts) == 0 {
+		return nil, 0, nil
+	}
+	p, err := policy.New(m.Mode, hosts, m.MaxAge)
+	if err != nil || !fitsCharacterStrings(p.Lines()) {
+		log.Debugf("%s: not managed: MX set %v gives no policy: %v", domain, hosts, err)
+		return nil, 0, nil
+	}
+	return &p, ttl, nil
+}
+
+// ownerPublishes reports whether the zone holds its own data at name: a
+// delegation, a CNAME, or a TXT record that isOwn recognizes.
+func (m *MTASTS) ownerPublishes(ctx context.Context, w dns.ResponseWriter, name string, isOwn func(string) bool) (bool, error) {
+	resp, err := m.lookup(ctx, w, name, dns.TypeTXT)
+	if err != nil {
+		return false, err
+	}
+	if !resp.Authoritative {
+		return true, nil // a referral: the name is delegated away
+	}
+	for _, rr := range resp.Answer {
+		if !strings.EqualFold(rr.Header().Name, name) {
+			continue
+		}
+		switch rr := rr.(type) {
+		case *dns.CNAME:
+			return true, nil
+		case *dns.TXT:
+			if isOwn(strings.Join(rr.Txt, "")) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// negativeSOA returns the SOA record for a NODATA answer about a name at or
+// below domain, with the negative-caching TTL of RFC 2308 §3.
+func (m *MTASTS) negativeSOA(ctx context.Context, w dns.ResponseWriter, domain string) (*dns.SOA, error) {
+	resp, err := m.lookup(ctx, w, domain, dns.TypeSOA)
+	if err != nil {
+		return nil, err
+	}
+	for _, rr := range append(resp.Answer, resp.Ns...) {
+		if soa, ok := rr.(*dns.SOA); ok {
+			soa = dns.Copy(soa).(*dns.SOA)
+			soa.Hdr.Ttl = min(soa.Hdr.Ttl, soa.Minttl)
+			return soa, nil
+		}
+	}
+	return nil, fmt.Errorf("no SOA record for %s", domain)
+}
+
+// lookup asks the rest of the plugin chain about name and qtype. The answer
+// is captured and never reaches the client. The DO bit makes a signed zone
+// show its signatures.
+func (m *MTASTS) lookup(ctx context.Context, w dns.ResponseWriter, name string, qtype uint16) (*dns.Msg, error) {
+	req := new(dns.Msg)
+	req.SetQuestion(name, qtype)
+	req.SetEdns0(dns.DefaultMsgSize, true)
+	nw := nonwriter.New(w)
+	rcode, err := plugin.NextOrFailure(m.Name(), m.Next, ctx, nw, req)
+	if err != nil {
+		return nil, err
+	}
+	if nw.Msg == nil {
+		return nil, fmt.Errorf("%s %s: no answer (%s)", name, dns.TypeToString[qtype], dns.RcodeToString[rcode])
+	}
+	if rc := nw.Msg.Rcode; rc != dns.RcodeSuccess && rc != dns.RcodeNameError {
+		return nil, fmt.Errorf("%s %s: %s", name, dns.TypeToString[qtype], dns.RcodeToString[rc])
+	}
+	return nw.Msg, nil
+}
+
+// fitsCharacterStrings reports whether each line fits one DNS
+// character-string, as the policy lines at mta-sts.D are published.
+func fitsCharacterStrings(lines []string) bool {
+	for _, l := range lines {
+		if len(l) > 255 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,78 @@
+package mtasts
+
+import (
+	"strings"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/request"
+	"github.com/miekg/dns"
+
+	"github.com/coredns-mtasts/mtasts/policy"
+)
+
+// nameKind says which of the names the plugin synthesizes a query is for.
+type nameKind int
+
+const (
+	nameRecord     nameKind = iota // _mta-sts.D: the MTA-STS TXT record
+	namePolicyHost                 // mta-sts.D: the policy host, and the policy lines
+	nameTLSRPT                     // _smtp._tls.D: the TLS-RPT record
+	nameTLSParent                  // _tls.D: the empty non-terminal above _smtp._tls.D
+)
+
+// ownedPrefixes are the labels that, put in front of a mail domain, make the
+// names the plugin answers for.
+var ownedPrefixes = []struct {
+	prefix string
+	kind   nameKind
+}{
+	{"_mta-sts.", nameRecord},
+	{"mta-sts.", namePolicyHost},
+	{"_smtp._tls.", nameTLSRPT},
+	{"_tls.", nameTLSParent},
+}
+
+// query is a question for one of the plugin's names.
+type query struct {
+	kind   nameKind
+	domain string // the mail domain D: lowercase, fully qualified
+	zone   string // the plugin zone D is in
+}
+
+// match tells whether the plugin owns the question in state, and for which
+// mail domain. Everything else passes through untouched.
+func (m *MTASTS) match(state request.Request) (query, bool) {
+	r := state.Req
+	if r.Opcode != dns.OpcodeQuery || len(r.Question) != 1 || state.QClass() != dns.ClassINET {
+		return query{}, false
+	}
+	if t := state.QType(); t == dns.TypeAXFR || t == dns.TypeIXFR {
+		return query{}, false
+	}
+	qname := state.Name()
+	zone := plugin.Zones(m.Zones).Matches(qname)
+	if zone == "" {
+		return query{}, false
+	}
+	for _, o := range ownedPrefixes {
+		domain, found := strings.CutPrefix(qname, o.prefix)
+		if !found {
+			continue
+		}
+		if (o.kind == nameTLSRPT || o.kind == nameTLSParent) && len(m.TLSRPT) == 0 {
+			return query{}, false
+		}
+		if !dns.IsSubDomain(zone, domain) || !isMailDomain(domain) {
+			return query{}, false
+		}
+		return query{kind: o.kind, domain: domain, zone: zone}, true
+	}
+	return query{}, false
+}
+
+// isMailDomain reports whether domain can have a policy of ours: a host name
+// senders can address mail to, and not itself a policy host.
+func isMailDomain(domain string) bool {
+	_, err := policy.NormalizeHost(domain)
+	return err == nil && !strings.HasPrefix(domain, "mta-sts.")
+}
