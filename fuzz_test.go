@@ -1,0 +1,70 @@
+package mtasts
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/coredns/coredns/plugin/file"
+	"github.com/coredns/coredns/plugin/pkg/dnstest"
+	"github.com/coredns/coredns/plugin/test"
+	"github.com/coredns/coredns/request"
+	"github.com/miekg/dns"
+
+	"github.com/coredns-mtasts/mtasts/policy"
+)
+
+// FuzzServeDNS feeds arbitrary messages to the plugin with the file plugin
+// serving the example zone behind it. Whatever arrives, the plugin must not
+// panic, whatever it writes must be a valid message answering the question,
+// and a managed domain's _mta-sts name never gets NXDOMAIN.
+func FuzzServeDNS(f *testing.F) {
+	zone, err := file.Parse(strings.NewReader(zoneWithSerial(1)), "example.com.", "example.com.zone", 0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	m := &MTASTS{
+		Next:          file.File{Zones: file.Zones{Z: map[string]*file.Zone{"example.com.": zone}, Names: []string{"example.com."}}},
+		Zones:         []string{"example.com."},
+		PolicyServers: []net.IP{net.ParseIP("192.0.2.10"), net.ParseIP("2001:db8::10")},
+		Mode:          policy.ModeTesting,
+		MaxAge:        defaultMaxAge,
+		TTL:           defaultTTL,
+		TLSRPT:        []string{"mailto:tlsrpt+{domain}@provider.example"},
+	}
+	for _, name := range []string{"_mta-sts.example.com.", "mta-sts.sub.example.com.", "_smtp._tls.example.com.",
+		"_tls.example.com.", "_mta-sts.owner.example.com.", "_MTA-STS.x.WILD.example.com.", "mta-sts.", "_mta-sts.nullmx.example.com.",
+		`_mta-sts.a\.b.example.com.`, "_mta-sts.child.example.com.", "example.com."} {
+		for _, qtype := range []uint16{dns.TypeTXT, dns.TypeA, dns.TypeAAAA, dns.TypeANY, dns.TypeMX, dns.TypeAXFR} {
+			q := new(dns.Msg)
+			q.SetQuestion(name, qtype)
+			if qtype == dns.TypeA {
+				q.SetEdns0(1232, true)
+			}
+			if b, err := q.Pack(); err == nil {
+				f.Add(b)
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := new(dns.Msg)
+		if r.Unpack(data) != nil {
+			return
+		}
+		rec := dnstest.NewRecorder(&test.ResponseWriter{})
+		m.ServeDNS(context.Background(), rec, r)
+		if rec.Msg == nil {
+			return
+		}
+		if _, err := rec.Msg.Pack(); err != nil {
+			t.Fatalf("unpackable answer to %v: %v\n%v", r, err, rec.Msg)
+		}
+		if len(rec.Msg.Question) != len(r.Question) || rec.Msg.Id != r.Id {
+			t.Fatalf("answer does not match the query %v:\n%v", r, rec.Msg)
+		}
+		if q, ok := m.match(request.Request{W: rec, Req: r}); ok && q.kind == nameRecord && q.domain == "example.com." && rec.Msg.Rcode == dns.RcodeNameError {
+			t.Fatalf("NXDOMAIN for a managed domain's record:\n%v", rec.Msg)
+		}
+	})
+}
