@@ -1,0 +1,204 @@
+package caddymtasts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/miekg/dns"
+
+	"github.com/coredns-mtasts/mtasts/policy"
+)
+
+// Defaults of PolicyDNS.
+const (
+	defaultServer  = "127.0.0.1:53"
+	defaultTimeout = 3 * time.Second
+)
+
+var (
+	// errNotManaged means the authoritative DNS says there is no policy for
+	// the domain: it is not one of the provider's managed mail domains.
+	errNotManaged = errors.New("no MTA-STS policy published")
+	// errInvalidPolicy means the DNS publishes a record that claims to be a
+	// policy but is not a valid one: a fault on the publishing side.
+	errInvalidPolicy = errors.New("invalid MTA-STS policy published")
+)
+
+// PolicyDNS says where both modules read policies: the DNS servers that are
+// authoritative for the managed mail domains, where the CoreDNS plugin
+// mtasts publishes each policy at mta-sts.D TXT.
+type PolicyDNS struct {
+	// The authoritative DNS servers, as "host" or "host:port" (port 53 by
+	// default). They are asked in order, over TCP, each in turn after the
+	// previous one failed. Give the authoritative servers themselves, not a
+	// caching resolver: a resolver's cached answer can be older than the
+	// id senders see. Default: ["127.0.0.1:53"].
+	Servers []string `json:"servers,omitempty"`
+
+	// How long one policy lookup may take, across all servers. Default: 3s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+// source applies the defaults and returns the client that reads policies.
+func (c PolicyDNS) source() (*policySource, error) {
+	servers := c.Servers
+	if len(servers) == 0 {
+		servers = []string{defaultServer}
+	}
+	addrs := make([]string, len(servers))
+	for i, s := range servers {
+		addr, err := serverAddress(s)
+		if err != nil {
+			return nil, err
+		}
+		addrs[i] = addr
+	}
+	timeout := time.Duration(c.Timeout)
+	switch {
+	case timeout < 0:
+		return nil, fmt.Errorf("timeout %s is negative", timeout)
+	case timeout == 0:
+		timeout = defaultTimeout
+	}
+	return &policySource{
+		servers: addrs,
+		timeout: timeout,
+		// TCP makes off-path spoofing impractical: a forged answer would
+		// have to guess the TCP sequence numbers, not just a 16-bit id and
+		// a port. Each try gets the whole remaining budget as its ceiling;
+		// the context deadlines below are what actually bound it.
+		client: &dns.Client{Net: "tcp", Timeout: timeout},
+	}, nil
+}
+
+// serverAddress returns s as host:port, adding port 53 when s has none.
+func serverAddress(s string) (string, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		host, port = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"), "53"
+	}
+	if host == "" || port == "" {
+		return "", fmt.Errorf("DNS server %q: want host or host:port", s)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// policySource reads policies from the authoritative DNS servers. It keeps
+// no answers: every lookup asks DNS again.
+type policySource struct {
+	servers []string
+	timeout time.Duration
+	client  *dns.Client
+}
+
+// lookup returns the policy body of the Policy Domain domain as the
+// authoritative DNS publishes it now: the strings of the one policy TXT
+// record at mta-sts.<domain>, each line ending in CRLF, exactly the bytes
+// whose SHA-256 is the id at _mta-sts.<domain>. It fails with errNotManaged
+// when DNS says there is no policy, with errInvalidPolicy when the
+// published policy is not valid, and with another error when no server gave
+// an authoritative answer in time.
+func (s *policySource) lookup(ctx context.Context, domain string) ([]byte, error) {
+	start := time.Now()
+	body, err := s.ask(ctx, "mta-sts."+domain+".")
+	observeLookup(time.Since(start), err)
+	return body, err
+}
+
+func (s *policySource) ask(ctx context.Context, qname string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	var errs []error
+	for i, server := range s.servers {
+		body, err := s.askServer(ctx, server, qname, len(s.servers)-i)
+		if err == nil || errors.Is(err, errNotManaged) || errors.Is(err, errInvalidPolicy) {
+			return body, err
+		}
+		errs = append(errs, fmt.Errorf("DNS server %s: %w", server, err))
+	}
+	return nil, errors.Join(errs...)
+}
+
+// askServer asks one server, giving it an equal share of the time left
+// among the servers not yet asked, so one server that hangs does not use up
+// the time of the others.
+func (s *policySource) askServer(ctx context.Context, server, qname string, left int) ([]byte, error) {
+	deadline, _ := ctx.Deadline()
+	ctx, cancel := context.WithTimeout(ctx, time.Until(deadline)/time.Duration(left))
+	defer cancel()
+	q := new(dns.Msg)
+	q.SetQuestion(qname, dns.TypeTXT)
+	q.RecursionDesired = false
+	resp, _, err := s.client.ExchangeContext(ctx, q, server)
+	if err != nil {
+		return nil, err
+	}
+	return policyFromAnswer(qname, resp)
+}
+
+// policyFromAnswer reads a policy body out of a DNS response to the
+// question "qname TXT". Only an authoritative statement counts: a policy,
+// NXDOMAIN, no policy record (NODATA), a referral (the name is delegated
+// away from the provider's zones) or REFUSED (the server holds no zone for
+// the name; the domain is not hosted here). Anything else, SERVFAIL in
+// particular, is an error, so callers fail closed.
+func policyFromAnswer(qname string, resp *dns.Msg) ([]byte, error) {
+	if len(resp.Question) != 1 || !strings.EqualFold(resp.Question[0].Name, qname) ||
+		resp.Question[0].Qtype != dns.TypeTXT || resp.Question[0].Qclass != dns.ClassINET {
+		return nil, errors.New("answer to another question")
+	}
+	switch {
+	case resp.Rcode == dns.RcodeRefused:
+		return nil, fmt.Errorf("%w: server refused the query for %s, it is authoritative for no zone holding it", errNotManaged, qname)
+	case resp.Rcode == dns.RcodeNameError && resp.Authoritative:
+		return nil, fmt.Errorf("%w: %s does not exist", errNotManaged, qname)
+	case resp.Rcode == dns.RcodeSuccess && !resp.Authoritative && isReferral(resp):
+		return nil, fmt.Errorf("%w: %s is delegated to other servers", errNotManaged, qname)
+	case resp.Rcode != dns.RcodeSuccess && resp.Rcode != dns.RcodeNameError:
+		return nil, fmt.Errorf("server answered %s", dns.RcodeToString[resp.Rcode])
+	case !resp.Authoritative:
+		return nil, errors.New("answer is not authoritative; is this server a resolver rather than an authoritative server?")
+	}
+	var candidates []*dns.TXT
+	for _, rr := range resp.Answer {
+		txt, ok := rr.(*dns.TXT)
+		// Like senders with the _mta-sts record (RFC 8461 §3.1), skip TXT
+		// records that do not claim to be a policy, such as a customer's
+		// own verification token at mta-sts.D.
+		if ok && strings.EqualFold(txt.Hdr.Name, qname) && txt.Hdr.Class == dns.ClassINET &&
+			len(txt.Txt) > 0 && strings.HasPrefix(txt.Txt[0], "version:") {
+			candidates = append(candidates, txt)
+		}
+	}
+	switch len(candidates) {
+	case 0:
+		return nil, fmt.Errorf("%w: no policy TXT record at %s", errNotManaged, qname)
+	case 1:
+	default:
+		return nil, fmt.Errorf("%w: %d policy TXT records at %s, want one", errInvalidPolicy, len(candidates), qname)
+	}
+	body := policy.JoinLines(candidates[0].Txt)
+	if _, err := policy.Parse(body); err != nil {
+		return nil, fmt.Errorf("%w at %s: %w", errInvalidPolicy, qname, err)
+	}
+	return body, nil
+}
+
+// isReferral reports whether a response delegates the name elsewhere: no
+// answer, NS records in the authority section.
+func isReferral(resp *dns.Msg) bool {
+	if len(resp.Answer) > 0 {
+		return false
+	}
+	for _, rr := range resp.Ns {
+		if rr.Header().Rrtype == dns.TypeNS {
+			return true
+		}
+	}
+	return false
+}
