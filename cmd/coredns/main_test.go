@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/miekg/dns"
+
+	"github.com/coredns-mtasts/mtasts/policy"
+)
+
+// upstreamDirectives reads the directive order of the CoreDNS release this
+// module builds against from its plugin.cfg.
+func upstreamDirectives(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/coredns/coredns").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	f, err := os.Open(filepath.Join(strings.TrimSpace(string(out)), "plugin.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var names []string
+	for s := bufio.NewScanner(f); s.Scan(); {
+		line := strings.TrimSpace(s.Text())
+		if name, _, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, "#") {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+func TestDirectivesAreUpstreamsWithMTASTSBelowDNSSEC(t *testing.T) {
+	upstream := upstreamDirectives(t)
+	if len(upstream) < 50 {
+		t.Fatalf("read only %d directives from plugin.cfg", len(upstream))
+	}
+	i := slices.Index(upstream, "dnssec") + 1
+	want := slices.Insert(slices.Clone(upstream), i, "mtasts")
+	if !slices.Equal(dnsserver.Directives, want) {
+		t.Errorf("directives\n%v\nwant\n%v", dnsserver.Directives, want)
+	}
+}
+
+// binary is this command, built once by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "coredns-test")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "coredns")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		panic("go build: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func TestBinaryListsEveryPlugin(t *testing.T) {
+	out, err := exec.Command(binary, "-plugins").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := strings.Fields(string(out))
+	for _, name := range append(upstreamDirectives(t), "mtasts") {
+		if !slices.Contains(listed, name) {
+			t.Errorf("-plugins does not list %s", name)
+		}
+	}
+}
+
+// The binary serves Corefile.example and its zone as the README shows.
+func TestBinaryServesCorefileExample(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	corefile, err := os.ReadFile("../../Corefile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zone, err := os.ReadFile("../../example.com.zone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	corefile = []byte(strings.Replace(string(corefile), ":1053 {", ":"+port+" {", 1))
+	for name, content := range map[string][]byte{"Corefile": corefile, "example.com.zone": zone} {
+		if err := os.WriteFile(filepath.Join(dir, name), content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(binary, "-conf", "Corefile")
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+
+	addr := net.JoinHostPort("127.0.0.1", port)
+	resp := queryUntilUp(t, addr, "_mta-sts.example.com.", dns.TypeTXT)
+	p, _ := policy.New(policy.ModeTesting, []string{"mx1.example.com", "mx2.example.com"}, 604800)
+	if len(resp.Answer) != 1 || resp.Answer[0].(*dns.TXT).Txt[0] != "v=STSv1; id="+p.ID() {
+		t.Errorf("_mta-sts.example.com TXT: %v, want id %s", resp, p.ID())
+	}
+	for _, name := range []string{"_mta-sts.no-mail.example.com.", "_mta-sts.www.example.com."} {
+		if resp := queryUntilUp(t, addr, name, dns.TypeTXT); resp.Rcode != dns.RcodeNameError {
+			t.Errorf("%s: want NXDOMAIN, got %v", name, resp)
+		}
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port)
+}
+
+func queryUntilUp(t *testing.T, addr, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	c := &dns.Client{Timeout: 200 * time.Millisecond}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, _, err := c.Exchange(m, addr)
+		if err == nil {
+			return resp
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no answer from %s: %v", name, addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
