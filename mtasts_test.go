@@ -174,6 +174,10 @@ func TestUnmanagedPassesThroughUntouched(t *testing.T) {
 		{"_mta-sts.child.example.com.", dns.TypeTXT},      // at a delegation
 		{"_mta-sts.owner.example.com.", dns.TypeTXT},      // owner-managed
 		{"mta-sts.owner.example.com.", dns.TypeA},         //
+		{"_mta-sts.delegated.example.com.", dns.TypeTXT},  // owner delegated _mta-sts
+		{"mta-sts.delegated.example.com.", dns.TypeA},     //
+		{"_mta-sts.cnamed.example.com.", dns.TypeTXT},     // policy delegation by CNAME
+		{"mta-sts.cnamed.example.com.", dns.TypeTXT},      //
 		{"_mta-sts.badmx.example.com.", dns.TypeTXT},      // MX host no certificate can name
 		{"_mta-sts.mta-sts.example.com.", dns.TypeTXT},    // a policy host is no mail domain
 		{"_mta-sts._mta-sts.example.com.", dns.TypeTXT},   //

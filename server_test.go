@@ -37,6 +37,10 @@ badmx     IN MX   10 mx_1.example.com.
 notes     IN MX   10 mx1
 _mta-sts.notes IN TXT "site-verification=abc"
 reports   IN MX   10 mx1
+delegated IN MX   10 mx1
+_mta-sts.delegated IN NS ns.policy-host.example.
+cnamed    IN MX   10 mx1
+_mta-sts.cnamed IN CNAME _mta-sts.policy-host.example.
 _smtp._tls.reports IN TXT "v=TLSRPTv1; rua=mailto:own@reports.example.com"
 `
 
