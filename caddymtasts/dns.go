@@ -69,9 +69,9 @@ func (c PolicyDNS) source() (*policySource, error) {
 		servers: addrs,
 		timeout: timeout,
 		// TCP makes off-path spoofing impractical: a forged answer would
-		// have to guess the TCP sequence numbers, not just a 16-bit id and
-		// a port. Each try gets the whole remaining budget as its ceiling;
-		// the context deadlines below are what actually bound it.
+		// have to match the connection's sequence numbers, not just guess
+		// a 16-bit id and a port. The client's Timeout only caps each step
+		// of a try; the deadlines set in ask and askServer bound it.
 		client: &dns.Client{Net: "tcp", Timeout: timeout},
 	}, nil
 }
