@@ -10,11 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/miekg/dns"
 
+	"github.com/coredns-mtasts/mtasts/internal/testcmd"
 	"github.com/coredns-mtasts/mtasts/policy"
 )
 
@@ -56,19 +56,7 @@ func TestDirectivesAreUpstreamsWithMTASTSBelowDNSSEC(t *testing.T) {
 // binary is this command, built once by TestMain.
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "coredns-test")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "coredns")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		panic("go build: " + err.Error() + "\n" + string(out))
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testcmd.Run(m, &binary) }
 
 func TestBinaryListsEveryPlugin(t *testing.T) {
 	out, err := exec.Command(binary, "-plugins").Output()
@@ -86,7 +74,7 @@ func TestBinaryListsEveryPlugin(t *testing.T) {
 // The binary serves Corefile.example and its zone as the README shows, run
 // from the repository's root.
 func TestBinaryServesCorefileExample(t *testing.T) {
-	port := freePort(t)
+	port := strconv.Itoa(testcmd.FreePort(t))
 	corefile, err := os.ReadFile("../../Corefile.example")
 	if err != nil {
 		t.Fatal(err)
@@ -104,42 +92,14 @@ func TestBinaryServesCorefileExample(t *testing.T) {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 
 	addr := net.JoinHostPort("127.0.0.1", port)
-	resp := queryUntilUp(t, addr, "_mta-sts.example.com.", dns.TypeTXT)
+	resp := testcmd.QueryUntilUp(t, addr, "_mta-sts.example.com.", dns.TypeTXT)
 	p, _ := policy.New(policy.ModeTesting, []string{"mx1.example.com", "mx2.example.com"}, 604800)
 	if len(resp.Answer) != 1 || resp.Answer[0].(*dns.TXT).Txt[0] != "v=STSv1; id="+p.ID() {
 		t.Errorf("_mta-sts.example.com TXT: %v, want id %s", resp, p.ID())
 	}
 	for _, name := range []string{"_mta-sts.no-mail.example.com.", "_mta-sts.www.example.com."} {
-		if resp := queryUntilUp(t, addr, name, dns.TypeTXT); resp.Rcode != dns.RcodeNameError {
+		if resp := testcmd.QueryUntilUp(t, addr, name, dns.TypeTXT); resp.Rcode != dns.RcodeNameError {
 			t.Errorf("%s: want NXDOMAIN, got %v", name, resp)
 		}
-	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port)
-}
-
-func queryUntilUp(t *testing.T, addr, name string, qtype uint16) *dns.Msg {
-	t.Helper()
-	m := new(dns.Msg)
-	m.SetQuestion(name, qtype)
-	c := &dns.Client{Timeout: 200 * time.Millisecond}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, _, err := c.Exchange(m, addr)
-		if err == nil {
-			return resp
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: no answer from %s: %v", name, addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
