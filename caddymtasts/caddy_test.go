@@ -115,6 +115,7 @@ func startCaddy(t *testing.T, dnsAddr string, permission map[string]any) *testCa
 	return c
 }
 
+// freeAddr returns a loopback address that nothing listens on.
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -60,7 +60,7 @@ func TestLookupAgainstCoreDNS(t *testing.T) {
 
 func TestLookupFailsOver(t *testing.T) {
 	d := startDNS(t)
-	closed := closedPort(t)
+	closed := freeAddr(t)
 	silent := silentServer(t)
 	want := expectedPolicy(t, "mx1.example.com").Encode()
 
@@ -91,18 +91,6 @@ func TestLookupTimeout(t *testing.T) {
 	if elapsed < 250*time.Millisecond || elapsed > time.Second {
 		t.Errorf("lookup gave up after %v, want about 300ms", elapsed)
 	}
-}
-
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 // silentServer returns the address of a TCP server that accepts
@@ -136,7 +124,7 @@ func silentServer(t *testing.T) string {
 }
 
 func TestServerAddress(t *testing.T) {
-	for in, want := range map[string]string{
+	expectMapping(t, "serverAddress", serverAddress, map[string]string{
 		"192.0.2.53":       "192.0.2.53:53",
 		"192.0.2.53:5353":  "192.0.2.53:5353",
 		"2001:db8::53":     "[2001:db8::53]:53",
@@ -146,12 +134,7 @@ func TestServerAddress(t *testing.T) {
 		"":                 "",
 		":53":              "",
 		"192.0.2.53:":      "",
-	} {
-		got, err := serverAddress(in)
-		if got != want || (err == nil) != (want != "") {
-			t.Errorf("serverAddress(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
+	})
 }
 
 const qname = "mta-sts.example.com."

@@ -57,7 +57,7 @@ func TestHandlerTakesULabelHost(t *testing.T) {
 
 func TestHandlerAnswersWithoutDNS(t *testing.T) {
 	// Had DNS been asked, the closed port would have made each a 503.
-	h := provisionHandler(t, closedPort(t))
+	h := provisionHandler(t, freeAddr(t))
 	before := lookupCount(t)
 	for _, tc := range []struct {
 		method, host, path string

@@ -6,8 +6,20 @@ import (
 	"github.com/coredns-mtasts/mtasts/policy"
 )
 
+// expectMapping checks f against a table of inputs and the outputs wanted,
+// "" meaning an error.
+func expectMapping(t *testing.T, name string, f func(string) (string, error), table map[string]string) {
+	t.Helper()
+	for in, want := range table {
+		got, err := f(in)
+		if got != want || (err == nil) != (want != "") {
+			t.Errorf("%s(%q) = %q, %v; want %q", name, in, got, err, want)
+		}
+	}
+}
+
 func TestPolicyDomain(t *testing.T) {
-	for host, want := range map[string]string{
+	expectMapping(t, "policyDomain", policyDomain, map[string]string{
 		"mta-sts.example.com":           "example.com",
 		"MTA-STS.Example.COM":           "example.com",
 		"mta-sts.example.com.":          "example.com",
@@ -34,12 +46,7 @@ func TestPolicyDomain(t *testing.T) {
 		"[::1]:443":                     "",
 		"::1":                           "",
 		"":                              "",
-	} {
-		got, err := policyDomain(host)
-		if got != want || (err == nil) != (want != "") {
-			t.Errorf("policyDomain(%q) = %q, %v; want %q", host, got, err, want)
-		}
-	}
+	})
 }
 
 // FuzzPolicyDomain checks that an accepted host yields a canonical domain

@@ -7,31 +7,32 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// Every metric is named caddy_mta_sts_*.
+const metricsNamespace, metricsSubsystem = "caddy", "mta_sts"
+
 // The collectors live as long as the process, so counts carry over config
 // reloads; each config's registry gets them in registerMetrics.
 var (
-	policyRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy",
-		Subsystem: "mta_sts",
-		Name:      "policy_requests_total",
-		Help:      "Requests for /.well-known/mta-sts.txt, by outcome.",
-	}, []string{"outcome"})
+	policyRequests = prometheus.NewCounterVec(
+		prometheus.CounterOpts(metricOpts("policy_requests_total", "Requests for /.well-known/mta-sts.txt, by outcome.")),
+		[]string{"outcome"})
 
-	permissionDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy",
-		Subsystem: "mta_sts",
-		Name:      "permission_decisions_total",
-		Help:      "On-demand TLS permission decisions, by outcome.",
-	}, []string{"outcome"})
+	permissionDecisions = prometheus.NewCounterVec(
+		prometheus.CounterOpts(metricOpts("permission_decisions_total", "On-demand TLS permission decisions, by outcome.")),
+		[]string{"outcome"})
 
 	lookupDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: "caddy",
-		Subsystem: "mta_sts",
+		Namespace: metricsNamespace,
+		Subsystem: metricsSubsystem,
 		Name:      "dns_lookup_duration_seconds",
 		Help:      "Time to read a policy from the authoritative DNS, by result.",
 		Buckets:   prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5ms to about 4s
 	}, []string{"result"})
 )
+
+func metricOpts(name, help string) prometheus.Opts {
+	return prometheus.Opts{Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: name, Help: help}
+}
 
 // registerMetrics adds the collectors to a config's registry. Both modules
 // call it, and a config may hold several handlers, so a collector that is

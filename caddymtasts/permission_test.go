@@ -89,7 +89,7 @@ func TestPermissionAllowsOnlyManagedDomains(t *testing.T) {
 
 func TestPermissionDeniesOtherNamesWithoutDNS(t *testing.T) {
 	// Had DNS been asked, the closed port would have made each a failure.
-	p := provisioned(t, &Permission{PolicyDNS: PolicyDNS{Servers: []string{closedPort(t)}}})
+	p := provisioned(t, &Permission{PolicyDNS: PolicyDNS{Servers: []string{freeAddr(t)}}})
 	before := lookupCount(t)
 	expectVerdicts(t, p, map[string]verdict{
 		"www.example.com":       deny,
