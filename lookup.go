@@ -46,7 +46,7 @@ func (m *MTASTS) mailDomain(ctx context.Context, w dns.ResponseWriter, q query) 
 // or nil if the domain has no usable MX set: no MX, null MX only (RFC 7505),
 // a CNAME or DNAME, a delegation, or an MX host no sender could validate.
 func (m *MTASTS) mxPolicy(ctx context.Context, w dns.ResponseWriter, domain string) (*policy.Policy, uint32, error) {
-	resp, err := m.lookup(ctx, w, domain, dns.TypeMX)
+	resp, err := m.lookup(ctx, w, domain, dns.TypeMX, true)
 	if err != nil || !resp.Authoritative || resp.Rcode != dns.RcodeSuccess {
 		return nil, 0, err
 	}
@@ -72,7 +72,7 @@ func (m *MTASTS) mxPolicy(ctx context.Context, w dns.ResponseWriter, domain stri
 		return nil, 0, nil
 	}
 	p, err := policy.New(m.Mode, hosts, m.MaxAge)
-	if err != nil || !fitsCharacterStrings(p.Lines()) {
+	if err != nil || !fitsCharacterStrings(p) {
 		log.Debugf("%s: not managed: MX set %v gives no policy: %v", domain, hosts, err)
 		return nil, 0, nil
 	}
@@ -82,7 +82,7 @@ func (m *MTASTS) mxPolicy(ctx context.Context, w dns.ResponseWriter, domain stri
 // ownerPublishes reports whether the zone holds its own data at name: a
 // delegation, a CNAME, or a TXT record that isOwn recognizes.
 func (m *MTASTS) ownerPublishes(ctx context.Context, w dns.ResponseWriter, name string, isOwn func(string) bool) (bool, error) {
-	resp, err := m.lookup(ctx, w, name, dns.TypeTXT)
+	resp, err := m.lookup(ctx, w, name, dns.TypeTXT, false)
 	if err != nil {
 		return false, err
 	}
@@ -108,7 +108,7 @@ func (m *MTASTS) ownerPublishes(ctx context.Context, w dns.ResponseWriter, name 
 // negativeSOA returns the SOA record for a NODATA answer about a name at or
 // below domain, with the negative-caching TTL of RFC 2308 §3.
 func (m *MTASTS) negativeSOA(ctx context.Context, w dns.ResponseWriter, domain string) (*dns.SOA, error) {
-	resp, err := m.lookup(ctx, w, domain, dns.TypeSOA)
+	resp, err := m.lookup(ctx, w, domain, dns.TypeSOA, false)
 	if err != nil {
 		return nil, err
 	}
@@ -123,12 +123,16 @@ func (m *MTASTS) negativeSOA(ctx context.Context, w dns.ResponseWriter, domain s
 }
 
 // lookup asks the rest of the plugin chain about name and qtype. The answer
-// is captured and never reaches the client. The DO bit makes a signed zone
-// show its signatures.
-func (m *MTASTS) lookup(ctx context.Context, w dns.ResponseWriter, name string, qtype uint16) (*dns.Msg, error) {
+// is captured and never reaches the client. With do, the DNSSEC OK bit makes
+// a signed zone show its signatures; only the MX lookup needs them (to spot
+// a pre-signed zone), and without it a backend such as file skips the work
+// of proving a name's absence with NSEC records.
+func (m *MTASTS) lookup(ctx context.Context, w dns.ResponseWriter, name string, qtype uint16, do bool) (*dns.Msg, error) {
 	req := new(dns.Msg)
 	req.SetQuestion(name, qtype)
-	req.SetEdns0(dns.DefaultMsgSize, true)
+	if do {
+		req.SetEdns0(dns.DefaultMsgSize, true)
+	}
 	nw := nonwriter.New(w)
 	rcode, err := plugin.NextOrFailure(m.Name(), m.Next, ctx, nw, req)
 	if err != nil {
@@ -143,11 +147,12 @@ func (m *MTASTS) lookup(ctx context.Context, w dns.ResponseWriter, name string, 
 	return nw.Msg, nil
 }
 
-// fitsCharacterStrings reports whether each line fits one DNS
-// character-string, as the policy lines at mta-sts.D are published.
-func fitsCharacterStrings(lines []string) bool {
-	for _, l := range lines {
-		if len(l) > 255 {
+// fitsCharacterStrings reports whether each line of p fits one DNS
+// character-string, as the policy lines at mta-sts.D are published. Only
+// an "mx: " line can be longer than 255 octets.
+func fitsCharacterStrings(p policy.Policy) bool {
+	for _, mx := range p.MX {
+		if len("mx: ")+len(mx) > 255 {
 			return false
 		}
 	}

@@ -49,11 +49,9 @@ func (m *MTASTS) match(state request.Request) (query, bool) {
 	if t := state.QType(); t == dns.TypeAXFR || t == dns.TypeIXFR {
 		return query{}, false
 	}
+	// The prefixes come first: they are cheaper to check than the zones, and
+	// rule out nearly all of the queries that pass through.
 	qname := state.Name()
-	zone := plugin.Zones(m.Zones).Matches(qname)
-	if zone == "" {
-		return query{}, false
-	}
 	for _, o := range ownedPrefixes {
 		domain, found := strings.CutPrefix(qname, o.prefix)
 		if !found {
@@ -62,7 +60,8 @@ func (m *MTASTS) match(state request.Request) (query, bool) {
 		if (o.kind == nameTLSRPT || o.kind == nameTLSParent) && len(m.TLSRPT) == 0 {
 			return query{}, false
 		}
-		if !dns.IsSubDomain(zone, domain) || !isMailDomain(domain) {
+		zone := plugin.Zones(m.Zones).Matches(qname)
+		if zone == "" || !dns.IsSubDomain(zone, domain) || !isMailDomain(domain) {
 			return query{}, false
 		}
 		return query{kind: o.kind, domain: domain, zone: zone}, true
