@@ -111,12 +111,16 @@ func TestNODATAShapes(t *testing.T) {
 }
 
 func checkNODATA(t *testing.T, resp *dns.Msg, what string, soaTTL uint32) {
+	checkNODATAIn(t, resp, what, "example.com.", soaTTL)
+}
+
+func checkNODATAIn(t *testing.T, resp *dns.Msg, what, zone string, soaTTL uint32) {
 	t.Helper()
 	if resp.Rcode != dns.RcodeSuccess || !resp.Authoritative || len(resp.Answer) != 0 || len(resp.Ns) != 1 {
 		t.Fatalf("%s: want NODATA, got\n%v", what, resp)
 	}
 	soa, ok := resp.Ns[0].(*dns.SOA)
-	if !ok || soa.Hdr.Name != "example.com." || soa.Hdr.Ttl != soaTTL {
+	if !ok || soa.Hdr.Name != zone || soa.Hdr.Ttl != soaTTL {
 		t.Fatalf("%s: want the zone's SOA with TTL %d in authority, got %v", what, soaTTL, resp.Ns[0])
 	}
 }
@@ -376,4 +380,45 @@ func counterSum(t *testing.T, name, kind string) float64 {
 		}
 	}
 	return sum
+}
+
+// With auto serving a directory of zones, cache above and the plugin's zones
+// taken from a root server block, each domain gets its own policy, and a zone
+// file added later is picked up.
+func TestAutoZonesBehindCache(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir+"/db.example.com", zoneWithSerial(1))
+	writeFile(t, dir+"/db.example.net", strings.ReplaceAll(zoneWithSerial(1), "example.com.", "example.net."))
+	s := startCoreDNS(t, `.:0 {
+	bind 127.0.0.1
+	cache 30
+	mtasts {
+		policy_server 192.0.2.10
+	}
+	auto {
+		directory `+dir+`
+		reload 50ms
+	}
+}`, nil)
+	for _, domain := range []string{"example.com", "example.net"} {
+		want := expectedID(t, "mx1."+domain, "mx2."+domain)
+		for range 2 { // the second answer comes from the cache
+			if got := s.stsID(t, "_mta-sts."+domain+"."); got != want {
+				t.Errorf("%s: id %s, want %s", domain, got, want)
+			}
+		}
+	}
+	checkNODATAIn(t, s.query(t, "mta-sts.example.net.", dns.TypeMX), "mta-sts.example.net MX", "example.net.", 30) // cache 30 caps TTLs
+
+	writeFile(t, dir+"/db.example.org", strings.ReplaceAll(zoneWithSerial(1), "example.com.", "example.org."))
+	deadline := time.Now().Add(10 * time.Second)
+	for s.query(t, "example.org.", dns.TypeSOA).Rcode != dns.RcodeSuccess {
+		if time.Now().After(deadline) {
+			t.Fatal("auto did not load the new zone")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got, want := s.stsID(t, "_mta-sts.example.org."), expectedID(t, "mx1.example.org", "mx2.example.org"); got != want {
+		t.Errorf("example.org: id %s, want %s", got, want)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/miekg/dns"
@@ -101,5 +103,53 @@ func TestBinaryServesCorefileExample(t *testing.T) {
 		if resp := testcmd.QueryUntilUp(t, addr, name, dns.TypeTXT); resp.Rcode != dns.RcodeNameError {
 			t.Errorf("%s: want NXDOMAIN, got %v", name, resp)
 		}
+	}
+}
+
+// With the reload plugin, an edited mtasts block takes effect without a
+// restart: the id follows the new mode.
+func TestReloadPluginAppliesNewConfiguration(t *testing.T) {
+	port := testcmd.FreePort(t)
+	conf := filepath.Join(t.TempDir(), "Corefile")
+	zone, err := filepath.Abs("../../examples/example.com.zone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	corefile := func(mode string) []byte {
+		return fmt.Appendf(nil, "example.com:%d {\n bind 127.0.0.1\n reload 2s 1s\n mtasts {\n  policy_server 127.0.0.1\n  mode %s\n }\n file %s\n}\n", port, mode, zone)
+	}
+	if err := os.WriteFile(conf, corefile("testing"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "-conf", conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	id := func(mode policy.Mode) string {
+		p, _ := policy.New(mode, []string{"mx1.example.com", "mx2.example.com"}, 604800)
+		return "v=STSv1; id=" + p.ID()
+	}
+	record := func() string {
+		resp := testcmd.QueryUntilUp(t, addr, "_mta-sts.example.com.", dns.TypeTXT)
+		if len(resp.Answer) != 1 {
+			return resp.String()
+		}
+		return resp.Answer[0].(*dns.TXT).Txt[0]
+	}
+	if got := record(); got != id(policy.ModeTesting) {
+		t.Fatalf("before the reload: %s, want %s", got, id(policy.ModeTesting))
+	}
+	if err := os.WriteFile(conf, corefile("enforce"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for got := record(); got != id(policy.ModeEnforce); got = record() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the reload: %s, want %s", got, id(policy.ModeEnforce))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
