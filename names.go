@@ -50,7 +50,12 @@ func (m *MTASTS) match(state request.Request) (query, bool) {
 		return query{}, false
 	}
 	// The prefixes come first: they are cheaper to check than the zones, and
-	// rule out nearly all of the queries that pass through.
+	// rule out nearly all of the queries that pass through. Every owned name
+	// starts with "_" or "m", which spares most of them even lowercasing the
+	// name.
+	if name := r.Question[0].Name; name == "" || name[0] != '_' && name[0]|0x20 != 'm' {
+		return query{}, false
+	}
 	qname := state.Name()
 	for _, o := range ownedPrefixes {
 		domain, found := strings.CutPrefix(qname, o.prefix)
