@@ -1,0 +1,28 @@
+// Command benchtool is the Go half of bench/run: it generates the zones and
+// query files, compares the ids two CoreDNS instances publish, measures the
+// latency of HTTPS requests on new TLS connections, and prints the table of
+// medians and ratios. See BENCHMARKS.md.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	cmds := map[string]func([]string) error{
+		"gen":         gen,
+		"caddyconfig": caddyConfig,
+		"ids":         ids,
+		"table":       table,
+		"wait":        wait,
+	}
+	if len(os.Args) < 2 || cmds[os.Args[1]] == nil {
+		fmt.Fprintln(os.Stderr, "usage: benchtool gen|caddyconfig|ids|table|wait [flags]")
+		os.Exit(2)
+	}
+	if err := cmds[os.Args[1]](os.Args[2:]); err != nil {
+		fmt.Fprintf(os.Stderr, "benchtool %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// table prints the result of bench/run: for each comparison the median of
+// each side over the rounds, the ratio of the medians, the range of the
+// per-round ratios (each round ran both sides back to back), and the
+// target. It asserts nothing: a missed target is reported, not an error.
+func table(args []string) error {
+	fs := flag.NewFlagSet("table", flag.ExitOnError)
+	samplesFile := fs.String("samples", "samples.tsv", "samples written by bench/run")
+	permFile := fs.String("permission", "", "output of go test -bench BenchmarkPermission")
+	rounds := fs.Int("rounds", 0, "rounds per comparison")
+	secs := fs.Int("secs", 0, "seconds per load run")
+	domains := fs.Int("domains", 0, "domains in the DNS comparison zone")
+	scales := fs.String("scales", "", "domain counts of the scale runs")
+	elapsed := fs.Int("elapsed", 0, "seconds bench/run took")
+	fs.Parse(args)
+
+	s, err := readSamples(*samplesFile)
+	if err != nil {
+		return err
+	}
+	t := &tab{}
+	t.section(fmt.Sprintf("DNS  %d domains in one zone; CoreDNS GOMAXPROCS=1 on cpu 1, dnsperf -T1 -c4 -q50 on cpu 0; %d rounds x %ds, interleaved; qps (server CPU us/query)", *domains, *rounds, *secs))
+	t.compare(s, "b/a  _mta-sts TXT synthesized / static", "dns.b", "dns.a", "qps", ">= 0.85", 0.85)
+	t.compare(s, "c    A with mtasts / without", "dns.c_with", "dns.c_without", "qps", ">= 0.97", 0.97)
+	t.compare(s, "d/a  cache+mtasts / static", "dns.d", "dns.a", "qps", ">= 0.95", 0.95)
+
+	t.section(fmt.Sprintf("HTTPS  one Caddy (GOMAXPROCS=1) and the CoreDNS it asks share cpu 1, wrk -t1 -c10 on cpu 0; %d rounds x %ds; req/s (server CPU us/request, wrk CPU%%)", *rounds, *secs))
+	t.compare(s, "keep-alive   mta_sts / respond", "https.ka.mtasts", "https.ka.respond", "rps", "-", 0)
+	t.compare(s, "new TLS conn mta_sts / respond", "https.new.mtasts", "https.new.respond", "rps", ">= 0.9", 0.9)
+
+	if _, err := os.Stat(*permFile); err == nil {
+		t.section("Permission check  go test -bench 'BenchmarkPermission|BenchmarkPolicyLookup' ./caddymtasts (in-process CoreDNS over TCP); medians over -count runs")
+		if err := t.permission(*permFile); err != nil {
+			return err
+		}
+	}
+
+	for _, n := range strings.Fields(*scales) {
+		t.section(fmt.Sprintf("Scale  %s domains in one zone (%d rounds x %ds)", n, (*rounds+1)/2, *secs))
+		k := "scale." + n
+		t.compare(s, "synthesized / static, random domains", k+".synth", k+".static", "qps", "-", 0)
+		t.memory(s, "RSS after load, with / without mtasts", k+".rss.with", k+".rss.without", 1024, "<= 1.05", 1.05)
+		t.memory(s, "RSS peak (VmHWM), with / without", k+".hwm.with", k+".hwm.without", 1024, "-", 0)
+		t.memory(s, "RSS zone loaded, with / without", k+".rss_loaded.with", k+".rss_loaded.without", 1024, "-", 0)
+		t.memory(s, "Go heap live after GC, with / without", k+".heap.with", k+".heap.without", 1, "<= 1.05", 1.05)
+		ids := "missing"
+		if v := s.raw[k+".ids"]; len(v) > 0 {
+			ids = v[0]
+		}
+		t.row("ids identical on two instances", ids, "", "", "", "all", boolMark(ids != "" && idsAll(ids)))
+	}
+	t.print()
+	var notes []string
+	for _, k := range s.order {
+		if strings.HasSuffix(k, ".nomtasts.rcodes") {
+			continue // without mtasts, _mta-sts names do not exist
+		}
+		if strings.HasSuffix(k, ".rcodes") || strings.HasSuffix(k, ".errors") || (strings.HasSuffix(k, ".lost") && !allZero(s.raw[k])) {
+			notes = append(notes, fmt.Sprintf("%s: %s", k, strings.Join(s.raw[k], " ")))
+		}
+	}
+	if len(notes) > 0 {
+		fmt.Println("\nnotes (DNS answers other than NOERROR, lost queries, HTTP errors):")
+		for _, n := range notes {
+			fmt.Println("  " + n)
+		}
+	}
+	if *elapsed > 0 {
+		fmt.Printf("\nbench/run took %dm%02ds\n", *elapsed/60, *elapsed%60)
+	}
+	return nil
+}
+
+type samples struct {
+	raw   map[string][]string
+	order []string
+}
+
+func readSamples(name string) (*samples, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	s := &samples{raw: map[string][]string{}}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "\t")
+		if !ok || strings.HasPrefix(k, "warmup") {
+			continue
+		}
+		if _, seen := s.raw[k]; !seen {
+			s.order = append(s.order, k)
+		}
+		s.raw[k] = append(s.raw[k], v)
+	}
+	return s, sc.Err()
+}
+
+func (s *samples) nums(k string) []float64 {
+	var xs []float64
+	for _, v := range s.raw[k] {
+		if x, err := strconv.ParseFloat(v, 64); err == nil {
+			xs = append(xs, x)
+		}
+	}
+	return xs
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	ys := slices.Clone(xs)
+	slices.Sort(ys)
+	if n := len(ys); n%2 == 1 {
+		return ys[n/2]
+	} else {
+		return (ys[n/2-1] + ys[n/2]) / 2
+	}
+}
+
+type tab struct{ rows [][]string }
+
+func (t *tab) section(title string) { t.rows = append(t.rows, []string{"#", title}) }
+
+func (t *tab) row(cells ...string) { t.rows = append(t.rows, cells) }
+
+// compare adds a row for B/A of metric (qps or rps) with the servers' CPU
+// per query and, for HTTPS, the load generator's CPU use.
+func (t *tab) compare(s *samples, name, b, a, metric, target string, min float64) {
+	bs, as := s.nums(b+"."+metric), s.nums(a+"."+metric)
+	if len(as) == 0 || len(bs) == 0 {
+		t.row(name, "no data", "", "", "", target, "")
+		return
+	}
+	side := func(k string, xs []float64) string {
+		out := fmt.Sprintf("%.0f", median(xs))
+		if cpu := s.nums(k + ".cpu"); len(cpu) > 0 {
+			out += fmt.Sprintf(" (%.1f us", median(cpu))
+			if cl := s.nums(k + ".client"); len(cl) > 0 {
+				out += fmt.Sprintf(", %.0f%%", median(cl))
+			}
+			out += ")"
+		}
+		return out
+	}
+	ratio := median(bs) / median(as)
+	var per []float64
+	for i := range min2(len(as), len(bs)) {
+		per = append(per, bs[i]/as[i])
+	}
+	spread := fmt.Sprintf("%.2f-%.2f", slices.Min(per), slices.Max(per))
+	verdict := ""
+	if min > 0 {
+		verdict = boolMark(ratio >= min)
+	}
+	t.row(name, side(b, bs), side(a, as), fmt.Sprintf("%.2f", ratio), spread, target, verdict)
+}
+
+// memory adds a row for with/without, in MiB; unit is the bytes per sample unit.
+func (t *tab) memory(s *samples, name, with, without string, unit float64, target string, max float64) {
+	w, wo := median(s.nums(with)), median(s.nums(without))
+	if w == 0 || wo == 0 {
+		t.row(name, "no data", "", "", "", target, "")
+		return
+	}
+	mib := func(x float64) string { return fmt.Sprintf("%.1f MiB", x*unit/(1<<20)) }
+	verdict := ""
+	if max > 0 {
+		verdict = boolMark(w/wo <= max)
+	}
+	t.row(name, mib(w), mib(wo), fmt.Sprintf("%.3f", w/wo), "", target, verdict)
+}
+
+var benchLine = regexp.MustCompile(`^Benchmark(?:Permission/|(PolicyLookup/))(\S+?)(-\d+)?\s+\d+\s+(.*)$`)
+
+// permission adds the rows of the permission benchmarks: mean and
+// percentiles of single calls.
+func (t *tab) permission(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	metrics := map[string]map[string][]float64{}
+	var order []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		m := benchLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		name := m[2]
+		if m[1] != "" {
+			name = "DNS lookup, " + strings.ReplaceAll(name, "_", " ")
+		}
+		if metrics[name] == nil {
+			metrics[name] = map[string][]float64{}
+			order = append(order, name)
+		}
+		fields := strings.Fields(m[4])
+		for i := 0; i+1 < len(fields); i += 2 {
+			if x, err := strconv.ParseFloat(fields[i], 64); err == nil {
+				metrics[name][fields[i+1]] = append(metrics[name][fields[i+1]], x)
+			}
+		}
+	}
+	if len(order) == 0 {
+		t.row("permission benchmarks", "no data")
+		return nil
+	}
+	us := func(ns float64) string { return fmt.Sprintf("%.1f us", ns/1000) }
+	for _, name := range order {
+		m := metrics[name]
+		p99 := median(m["p99-ns"])
+		target, verdict := "-", ""
+		if strings.HasPrefix(name, "cached") {
+			target, verdict = "p99 < 100 us", boolMark(p99 < 100000)
+		}
+		if _, ok := m["p99-ns"]; !ok {
+			t.row(name, "mean "+us(median(m["ns/op"])), "", "", "", target, verdict)
+			continue
+		}
+		t.row(name, "mean "+us(median(m["ns/op"])), "p50 "+us(median(m["p50-ns"])),
+			"p99 "+us(p99), "p99.9 "+us(median(m["p99.9-ns"])), target, verdict)
+	}
+	return nil
+}
+
+func (t *tab) print() {
+	header := []string{"", "B", "A", "B/A", "per round", "target", "holds"}
+	width := make([]int, len(header))
+	for _, r := range append([][]string{header}, t.rows...) {
+		if r[0] == "#" {
+			continue
+		}
+		for i, c := range r {
+			width[i] = max(width[i], len(c))
+		}
+	}
+	line := func(r []string) {
+		var b strings.Builder
+		for i, c := range r {
+			fmt.Fprintf(&b, "%-*s  ", width[i], c)
+		}
+		fmt.Println(strings.TrimRight(b.String(), " "))
+	}
+	line(header)
+	for _, r := range t.rows {
+		if r[0] == "#" {
+			fmt.Println("\n" + r[1])
+			continue
+		}
+		line(r)
+	}
+}
+
+func boolMark(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "NO"
+}
+
+func min2(a, b int) int { return min(a, b) }
+
+func allZero(vs []string) bool {
+	for _, v := range vs {
+		if v != "0" {
+			return false
+		}
+	}
+	return true
+}
+
+// idsAll reports whether "same/total" has same == total.
+func idsAll(v string) bool {
+	same, total, ok := strings.Cut(v, "/")
+	return ok && same == total
+}
