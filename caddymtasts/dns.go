@@ -50,13 +50,13 @@ func (c PolicyDNS) source() (*policySource, error) {
 	if len(servers) == 0 {
 		servers = []string{defaultServer}
 	}
-	addrs := make([]string, len(servers))
+	pools := make([]*connPool, len(servers))
 	for i, s := range servers {
 		addr, err := serverAddress(s)
 		if err != nil {
 			return nil, err
 		}
-		addrs[i] = addr
+		pools[i] = &connPool{addr: addr}
 	}
 	timeout := time.Duration(c.Timeout)
 	switch {
@@ -65,15 +65,10 @@ func (c PolicyDNS) source() (*policySource, error) {
 	case timeout == 0:
 		timeout = defaultTimeout
 	}
-	return &policySource{
-		servers: addrs,
-		timeout: timeout,
-		// TCP makes off-path spoofing impractical: a forged answer would
-		// have to match the connection's sequence numbers, not just guess
-		// a 16-bit id and a port. The client's Timeout only caps each step
-		// of a try; the deadlines set in ask and askServer bound it.
-		client: &dns.Client{Net: "tcp", Timeout: timeout},
-	}, nil
+	// TCP makes off-path spoofing impractical: a forged answer would have
+	// to match the connection's sequence numbers, not just guess a 16-bit
+	// id and a port. The connections stay open between lookups.
+	return &policySource{timeout: timeout, pools: pools}, nil
 }
 
 // serverAddress returns s as host:port, adding port 53 when s has none.
@@ -91,9 +86,30 @@ func serverAddress(s string) (string, error) {
 // policySource reads policies from the authoritative DNS servers. It keeps
 // no answers: every lookup asks DNS again.
 type policySource struct {
-	servers []string
 	timeout time.Duration
-	client  *dns.Client
+	pools   []*connPool // one per server, asked in this order
+}
+
+// servers returns the addresses of the DNS servers, in the order asked.
+func (s *policySource) servers() []string {
+	addrs := make([]string, len(s.pools))
+	for i, p := range s.pools {
+		addrs[i] = p.addr
+	}
+	return addrs
+}
+
+// close closes the connections the source keeps open. Caddy cleans up
+// modules whose provisioning failed, so s may be nil.
+func (s *policySource) close() error {
+	if s == nil {
+		return nil
+	}
+	var errs []error
+	for _, p := range s.pools {
+		errs = append(errs, p.close())
+	}
+	return errors.Join(errs...)
 }
 
 // lookup returns the policy body of the Policy Domain domain as the
@@ -114,12 +130,12 @@ func (s *policySource) ask(ctx context.Context, qname string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var errs []error
-	for i, server := range s.servers {
-		body, err := s.askServer(ctx, server, qname, len(s.servers)-i)
+	for i, pool := range s.pools {
+		body, err := s.askServer(ctx, pool, qname, len(s.pools)-i)
 		if err == nil || errors.Is(err, errNotManaged) || errors.Is(err, errInvalidPolicy) {
 			return body, err
 		}
-		errs = append(errs, fmt.Errorf("DNS server %s: %w", server, err))
+		errs = append(errs, fmt.Errorf("DNS server %s: %w", pool.addr, err))
 	}
 	return nil, errors.Join(errs...)
 }
@@ -127,14 +143,14 @@ func (s *policySource) ask(ctx context.Context, qname string) ([]byte, error) {
 // askServer asks one server, giving it an equal share of the time left
 // among the servers not yet asked, so one server that hangs does not use up
 // the time of the others.
-func (s *policySource) askServer(ctx context.Context, server, qname string, left int) ([]byte, error) {
+func (s *policySource) askServer(ctx context.Context, pool *connPool, qname string, left int) ([]byte, error) {
 	deadline, _ := ctx.Deadline()
 	ctx, cancel := context.WithTimeout(ctx, time.Until(deadline)/time.Duration(left))
 	defer cancel()
 	q := new(dns.Msg)
 	q.SetQuestion(qname, dns.TypeTXT)
 	q.RecursionDesired = false
-	resp, _, err := s.client.ExchangeContext(ctx, q, server)
+	resp, err := pool.exchange(ctx, q)
 	if err != nil {
 		return nil, err
 	}

@@ -111,7 +111,7 @@ func (p *Permission) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	p.poolKey = fmt.Sprintf("%q %d", source.servers, p.CacheSize)
+	p.poolKey = fmt.Sprintf("%q %d", source.servers(), p.CacheSize)
 	shared, _ := decisionPool.LoadOrStore(p.poolKey, fresh)
 	p.decisions = shared.(*decisions)
 	return registerMetrics(ctx.GetMetricsRegistry())
@@ -147,10 +147,10 @@ func (p *Permission) Validate() error {
 	return nil
 }
 
-// Cleanup lets go of the shared decisions.
+// Cleanup lets go of the shared decisions and closes the DNS connections.
 func (p *Permission) Cleanup() error {
 	_, err := decisionPool.Delete(p.poolKey)
-	return err
+	return errors.Join(err, p.source.close())
 }
 
 // CertificateAllowed implements caddytls.OnDemandPermission. A denial wraps
