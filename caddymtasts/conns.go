@@ -39,26 +39,26 @@ type idleConn struct {
 }
 
 // exchange sends q over an idle connection, or a new one, and reads the
-// answer. A reused connection the server has meanwhile closed fails at once;
-// the query is then sent once more over a new connection.
-func (p *connPool) exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
+// answer by deadline. A reused connection the server has meanwhile closed
+// fails at once; the query is then sent once more over a new connection.
+func (p *connPool) exchange(ctx context.Context, deadline time.Time, q *dns.Msg) (*dns.Msg, error) {
 	if conn := p.get(); conn != nil {
-		if resp, err := p.exchangeOn(ctx, conn, q); err == nil || ctx.Err() != nil {
+		resp, err := p.exchangeOn(conn, deadline, q)
+		if err == nil || ctx.Err() != nil || !time.Now().Before(deadline) {
 			return resp, err
 		}
 	}
-	conn, err := p.dial(ctx)
+	conn, err := p.dial(ctx, deadline)
 	if err != nil {
 		return nil, err
 	}
-	return p.exchangeOn(ctx, conn, q)
+	return p.exchangeOn(conn, deadline, q)
 }
 
 // exchangeOn does one exchange on conn, returning conn to the pool only if
 // the exchange completed, so no connection with a late answer in flight is
 // ever reused.
-func (p *connPool) exchangeOn(ctx context.Context, conn *dns.Conn, q *dns.Msg) (*dns.Msg, error) {
-	deadline, _ := ctx.Deadline()
+func (p *connPool) exchangeOn(conn *dns.Conn, deadline time.Time, q *dns.Msg) (*dns.Msg, error) {
 	conn.SetDeadline(deadline)
 	resp, err := exchangeConn(conn, q)
 	if err != nil {
@@ -83,8 +83,8 @@ func exchangeConn(conn *dns.Conn, q *dns.Msg) (*dns.Msg, error) {
 	return resp, nil
 }
 
-func (p *connPool) dial(ctx context.Context) (*dns.Conn, error) {
-	var d net.Dialer
+func (p *connPool) dial(ctx context.Context, deadline time.Time) (*dns.Conn, error) {
+	d := net.Dialer{Deadline: deadline}
 	c, err := d.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, err

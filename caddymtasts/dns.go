@@ -127,11 +127,17 @@ func (s *policySource) lookup(ctx context.Context, domain string) ([]byte, error
 }
 
 func (s *policySource) ask(ctx context.Context, qname string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
+	end := time.Now().Add(s.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(end) {
+		end = d
+	}
 	var errs []error
 	for i, pool := range s.pools {
-		body, err := s.askServer(ctx, pool, qname, len(s.pools)-i)
+		// Each server gets an equal share of the time left among the
+		// servers not yet asked, so one server that hangs does not use up
+		// the time of the others.
+		deadline := time.Now().Add(time.Until(end) / time.Duration(len(s.pools)-i))
+		body, err := askServer(ctx, pool, qname, deadline)
 		if err == nil || errors.Is(err, errNotManaged) || errors.Is(err, errInvalidPolicy) {
 			return body, err
 		}
@@ -140,17 +146,15 @@ func (s *policySource) ask(ctx context.Context, qname string) ([]byte, error) {
 	return nil, errors.Join(errs...)
 }
 
-// askServer asks one server, giving it an equal share of the time left
-// among the servers not yet asked, so one server that hangs does not use up
-// the time of the others.
-func (s *policySource) askServer(ctx context.Context, pool *connPool, qname string, left int) ([]byte, error) {
-	deadline, _ := ctx.Deadline()
-	ctx, cancel := context.WithTimeout(ctx, time.Until(deadline)/time.Duration(left))
-	defer cancel()
+// askServer asks one server, giving up at deadline. The deadline goes to
+// the connection rather than into a context of its own: deriving contexts
+// with timeouts (a timer and a link to the parent each) took 2 of the 2.7 us
+// a lookup cost on top of the bare exchange (BenchmarkPolicyLookup).
+func askServer(ctx context.Context, pool *connPool, qname string, deadline time.Time) ([]byte, error) {
 	q := new(dns.Msg)
 	q.SetQuestion(qname, dns.TypeTXT)
 	q.RecursionDesired = false
-	resp, err := pool.exchange(ctx, q)
+	resp, err := pool.exchange(ctx, deadline, q)
 	if err != nil {
 		return nil, err
 	}
