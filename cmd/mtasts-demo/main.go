@@ -172,7 +172,7 @@ func startCaddy(caddyfile string) error {
 }
 
 func printUsage(dnsPort, httpsPort int, zone, caRoot string) {
-	curl := fmt.Sprintf("curl --cacert %s --resolve mta-sts.%%s:%d:127.0.0.1 https://mta-sts.%%s:%d/.well-known/mta-sts.txt",
+	curl := fmt.Sprintf("curl -sS --cacert %s --resolve mta-sts.%%s:%d:127.0.0.1 https://mta-sts.%%s:%d/.well-known/mta-sts.txt",
 		caRoot, httpsPort, httpsPort)
 	dig := fmt.Sprintf("dig @127.0.0.1 -p %d +short", dnsPort)
 	fmt.Printf(`mtasts-demo: CoreDNS with mtasts on 127.0.0.1:%d (udp, tcp), Caddy with mta_sts on https://127.0.0.1:%d
