@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
+	"github.com/coredns-mtasts/mtasts/internal/testcmd"
 	"github.com/coredns-mtasts/mtasts/policy"
 )
 
@@ -118,12 +119,7 @@ func startCaddy(t *testing.T, dnsAddr string, permission map[string]any) *testCa
 // freeAddr returns a loopback address that nothing listens on.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(testcmd.FreePort(t)))
 }
 
 func atoi(t *testing.T, s string) int {

@@ -5,8 +5,6 @@ import (
 	"flag"
 	"os"
 	"strings"
-
-	"github.com/coredns-mtasts/mtasts/policy"
 )
 
 // caddyConfig prints the JSON config of the HTTPS benchmark: one Caddy with
@@ -26,7 +24,7 @@ func caddyConfig(args []string) error {
 
 	// The policy the plugin publishes for the generated domain.
 	domain := strings.TrimPrefix(*host, "mta-sts.")
-	p, err := policy.New(genMode, []string{"mx1." + domain, "mx2." + domain}, genMaxAge)
+	p, err := generatedPolicy(domain)
 	if err != nil {
 		return err
 	}

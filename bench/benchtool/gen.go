@@ -55,7 +55,7 @@ func gen(args []string) error {
 	for i := range *n {
 		d := domainLabel(i)
 		fqdn := d + "." + *origin
-		p, err := policy.New(genMode, []string{"mx1." + fqdn, "mx2." + fqdn}, genMaxAge)
+		p, err := generatedPolicy(fqdn)
 		if err != nil {
 			return err
 		}
@@ -109,4 +109,10 @@ func (f *file) Close() error {
 		return err
 	}
 	return f.f.Close()
+}
+
+// generatedPolicy is the policy mtasts publishes for a generated mail domain:
+// the one gen writes into the zone, with MX hosts mx1 and mx2 below it.
+func generatedPolicy(domain string) (policy.Policy, error) {
+	return policy.New(genMode, []string{"mx1." + domain, "mx2." + domain}, genMaxAge)
 }
