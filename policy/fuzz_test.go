@@ -37,6 +37,25 @@ func FuzzNew(f *testing.F) {
 	})
 }
 
+// FuzzCheckWireHost checks that a host name CheckWireHost accepts is the
+// name its mx line states, only lowercased: NormalizeHost changes nothing
+// else in it, not even into a wildcard or another name.
+func FuzzCheckWireHost(f *testing.F) {
+	for _, host := range []string{"MX1.example.com.", "bücher.example.", `b\195\188cher.example.`, "*.mx.example.",
+		`mx\032.example.`, "_mx.example.", "xn--a.example.", "XN--BCHER-KVA.example", "\u212Aelvin.example."} {
+		f.Add(host)
+	}
+	f.Fuzz(func(t *testing.T, host string) {
+		if CheckWireHost(host) != nil {
+			return
+		}
+		want := strings.ToLower(strings.TrimSuffix(host, "."))
+		if got, err := NormalizePattern(host); err != nil || got != want {
+			t.Fatalf("NormalizePattern(%q) = %q, %v; want %q", host, got, err, want)
+		}
+	})
+}
+
 // FuzzParseRecord checks that an accepted record's id is a valid sts-id and
 // that the record we would publish for it parses back to it.
 func FuzzParseRecord(f *testing.F) {

@@ -41,14 +41,37 @@ func NormalizeHost(name string) (string, error) {
 	return name, nil
 }
 
+// CheckWireHost checks that name, a host name as it appears on the wire (an
+// MX record's target, in any letter case, with or without the final dot),
+// is already an LDH host name in A-label form: the very name an mx line
+// would state, only lowercased. NormalizeHost accepts more, and changes the
+// name: it turns U-labels into A-labels, a different DNS name, and
+// NormalizePattern reads a "*" label as a wildcard that allows more hosts.
+// Refused are raw non-ASCII octets, escapes such as "\032" (which is how
+// miekg/dns may hold them), "*" and "_" labels, and "xn--" labels that are
+// not A-labels.
+func CheckWireHost(name string) error {
+	name = strings.TrimSuffix(name, ".")
+	// Before lowercasing: strings.ToLower maps some non-ASCII runes, such as
+	// the Kelvin sign, to ASCII letters.
+	if !isASCII(name) {
+		return fmt.Errorf("host name %q is not ASCII", name)
+	}
+	return checkDomain(strings.ToLower(name))
+}
+
+// maxDomainLen is the longest domain name in presentation form without the
+// final dot: 255 octets in wire form (RFC 1035 §3.1).
+const maxDomainLen = 253
+
 // checkDomain enforces RFC 5321's Domain grammar (letters, digits and inner
 // hyphens), the DNS length limits, and that "xn--" labels are real A-labels.
 func checkDomain(name string) error {
 	if name == "" {
 		return errors.New("empty domain name")
 	}
-	if len(name) > 253 {
-		return errors.New("domain name longer than 253 octets")
+	if len(name) > maxDomainLen {
+		return fmt.Errorf("domain name longer than %d octets", maxDomainLen)
 	}
 	for label := range strings.SplitSeq(name, ".") {
 		if err := checkLabel(label); err != nil {

@@ -16,7 +16,7 @@ import (
 // than MaxSize.
 func Parse(body []byte) (Policy, error) {
 	if len(body) > MaxSize {
-		return Policy{}, fmt.Errorf("policy is %d bytes, more than %d", len(body), MaxSize)
+		return Policy{}, fmt.Errorf("%d bytes: %w", len(body), ErrTooLarge)
 	}
 	if !utf8.Valid(body) {
 		return Policy{}, errors.New("policy is not valid UTF-8")

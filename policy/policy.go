@@ -24,8 +24,19 @@ const Version = "STSv1"
 const MaxMaxAge = 31557600
 
 // MaxSize is the policy size RFC 8461 §3.3 suggests senders accept at most;
-// Parse rejects larger input so that a policy we serve is never cut off.
+// Parse rejects larger input and New larger policies, so that a policy we
+// serve is never cut off.
 const MaxSize = 64 * 1024
+
+// ErrTooLarge says a policy file is larger than MaxSize.
+var ErrTooLarge = fmt.Errorf("policy larger than %d bytes", MaxSize)
+
+// mxLinesAlwaysFit is how many mx lines a policy can have with its encoding
+// certainly within MaxSize, so that New encodes only larger policies to
+// measure them: an mx line holds at most "*." and a maxDomainLen-octet name,
+// and the other three lines are at their longest in the string below.
+const mxLinesAlwaysFit = (MaxSize - len("version: STSv1\r\nmode: testing\r\nmax_age: 31557600\r\n")) /
+	(len("mx: *.\r\n") + maxDomainLen)
 
 // Mode says what a sender does when a policy fails to validate.
 type Mode string
@@ -78,7 +89,23 @@ func New(mode Mode, mx []string, maxAge uint32) (Policy, error) {
 	if len(patterns) == 0 && mode != ModeNone {
 		return Policy{}, fmt.Errorf("mode %s needs at least one mx pattern", mode)
 	}
-	return Policy{Mode: mode, MX: patterns, MaxAge: maxAge}, nil
+	p := Policy{Mode: mode, MX: patterns, MaxAge: maxAge}
+	if err := checkSize(p); err != nil {
+		return Policy{}, err
+	}
+	return p, nil
+}
+
+// checkSize refuses a policy whose encoding exceeds MaxSize: no sender need
+// accept it (RFC 8461 §3.3), and Parse would not.
+func checkSize(p Policy) error {
+	if len(p.MX) <= mxLinesAlwaysFit {
+		return nil
+	}
+	if size := len(p.Encode()); size > MaxSize {
+		return fmt.Errorf("%d bytes with %d mx lines: %w", size, len(p.MX), ErrTooLarge)
+	}
+	return nil
 }
 
 // Lines returns the policy's lines in canonical order, without terminators:
