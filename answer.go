@@ -20,6 +20,14 @@ func (m *MTASTS) answer(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, q
 	resp.Authoritative = true
 	var kind string
 	resp.Answer, kind = m.records(r.Question[0], q, d)
+	if kind == "policy" && q.proof != nil {
+		// The id beside the policy lines, from the same computation: the
+		// web server checks that the lines hash to it.
+		resp.Extra = []dns.RR{&dns.TXT{
+			Hdr: dns.RR_Header{Name: "_mta-sts." + q.domain, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: d.ttl},
+			Txt: []string{policy.Record{ID: d.policy.ID()}.String()},
+		}}
+	}
 	if len(resp.Answer) == 0 {
 		soa, err := m.negativeSOA(ctx, w, q.domain)
 		if err != nil {

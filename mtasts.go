@@ -47,6 +47,9 @@ func (m *MTASTS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg)
 	if !ok {
 		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
 	}
+	if q.proof != nil {
+		w = vouchingWriter{ResponseWriter: w, nonce: q.proof}
+	}
 	d, err := m.mailDomain(ctx, w, q)
 	switch {
 	case errors.Is(err, errPresigned):

@@ -37,6 +37,7 @@ type query struct {
 	kind   nameKind
 	domain string // the mail domain D: lowercase, fully qualified
 	zone   string // the plugin zone D is in
+	proof  []byte // the nonce of the query's policy.ProofOption, if any
 }
 
 // match tells whether the plugin owns the question in state, and for which
@@ -69,7 +70,7 @@ func (m *MTASTS) match(state request.Request) (query, bool) {
 		if zone == "" || !dns.IsSubDomain(zone, domain) || !isMailDomain(domain) {
 			return query{}, false
 		}
-		return query{kind: o.kind, domain: domain, zone: zone}, true
+		return query{kind: o.kind, domain: domain, zone: zone, proof: proofNonce(r)}, true
 	}
 	return query{}, false
 }
