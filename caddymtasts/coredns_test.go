@@ -18,7 +18,8 @@ import (
 
 // zoneTemplate is served, relative to each origin, for example.com,
 // example.net and the IDN bücher.example. Its first verb is the SOA serial,
-// the second the apex's MX host.
+// the second the apex's MX host. Below w, without MX, and at self, which
+// runs MTA-STS itself, the zone holds TXT records imitating a policy.
 const zoneTemplate = `$TTL 3600
 @        IN SOA ns1 hostmaster %d 7200 3600 1209600 300
 @        IN NS  ns1
@@ -27,6 +28,12 @@ ns1      IN A   127.0.0.1
 www      IN A   127.0.0.1
 child    IN NS  ns.child
 ns.child IN A   192.0.2.54
+*.w           IN TXT "version: STSv1" "mode: enforce" "mx: evil.example" "max_age: 86400"
+nomx          IN A   127.0.0.1
+mta-sts.nomx  IN TXT "version: STSv1" "mode: enforce" "mx: evil.example" "max_age: 86400"
+self          IN MX  10 mx1
+_mta-sts.self IN TXT "v=STSv1; id=selfhosted1"
+mta-sts.self  IN TXT "version: STSv1" "mode: enforce" "mx: evil.example" "max_age: 86400"
 `
 
 // The Corefile of the provider's authoritative DNS: the mtasts plugin above

@@ -1,7 +1,9 @@
 package caddymtasts
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -27,7 +29,16 @@ var (
 	// errInvalidPolicy means the DNS publishes a record that claims to be a
 	// policy but is not a valid one: a fault on the publishing side.
 	errInvalidPolicy = errors.New("invalid MTA-STS policy published")
+	// errUnvouched means DNS answered with what looks like a policy, but
+	// the mtasts plugin did not vouch for it (see policy.ProofOption): a
+	// cache or resolver between the modules and the plugin, which may hold
+	// an old policy, or zone data imitating one. Neither may be served.
+	errUnvouched = errors.New("policy not vouched for by the mtasts plugin; is a cache or resolver in front of it, or does the zone hold a TXT record that imitates a policy?")
 )
+
+// proofNonceSize is the length of the nonces sent in policy.ProofOption:
+// 128 bits, so no cache can have stored an answer with a matching echo.
+const proofNonceSize = 16
 
 // PolicyDNS says where both modules read policies: the DNS servers that are
 // authoritative for the managed mail domains, where the CoreDNS plugin
@@ -151,62 +162,141 @@ func (s *policySource) ask(ctx context.Context, qname string) ([]byte, error) {
 // with timeouts (a timer and a link to the parent each) took 2 of the 2.7 us
 // a lookup cost on top of the bare exchange (BenchmarkPolicyLookup).
 func askServer(ctx context.Context, pool *connPool, qname string, deadline time.Time) ([]byte, error) {
-	q := new(dns.Msg)
-	q.SetQuestion(qname, dns.TypeTXT)
-	q.RecursionDesired = false
+	q, nonce := policyQuery(qname)
 	resp, err := pool.exchange(ctx, deadline, q)
 	if err != nil {
 		return nil, err
 	}
-	return policyFromAnswer(qname, resp)
+	return policyFromAnswer(qname, nonce, resp)
+}
+
+// policyQuery returns the query "qname TXT", without recursion, asking the
+// plugin to vouch for its answer with a fresh nonce, and that nonce.
+func policyQuery(qname string) (*dns.Msg, []byte) {
+	nonce := make([]byte, proofNonceSize)
+	rand.Read(nonce)
+	q := new(dns.Msg)
+	q.SetQuestion(qname, dns.TypeTXT)
+	q.RecursionDesired = false
+	q.SetEdns0(dns.MaxMsgSize, false)
+	opt := q.IsEdns0()
+	opt.Option = append(opt.Option, &dns.EDNS0_LOCAL{Code: policy.ProofOption, Data: nonce})
+	return q, nonce
 }
 
 // policyFromAnswer reads a policy body out of a DNS response to the
-// question "qname TXT". Only an authoritative statement counts: a policy,
-// NXDOMAIN, no policy record (NODATA), a referral (the name is delegated
-// away from the provider's zones) or REFUSED (the server holds no zone for
-// the name; the domain is not hosted here). Anything else, SERVFAIL in
-// particular, is an error, so callers fail closed.
-func policyFromAnswer(qname string, resp *dns.Msg) ([]byte, error) {
-	if len(resp.Question) != 1 || !strings.EqualFold(resp.Question[0].Name, qname) ||
-		resp.Question[0].Qtype != dns.TypeTXT || resp.Question[0].Qclass != dns.ClassINET {
-		return nil, errors.New("answer to another question")
+// question "qname TXT" that carried nonce in its policy.ProofOption.
+//
+// A policy counts only if the mtasts plugin synthesized it for this very
+// query: the answer echoes the nonce, and the policy lines hash to the id
+// the plugin put beside them. An echo without an id is the plugin's word
+// that it does not manage the domain, whatever TXT records the zone holds
+// there. A TXT record that looks like a policy in an answer without the
+// echo is errUnvouched: a cache or resolver answered, not the plugin.
+// Otherwise only an authoritative statement counts: NXDOMAIN, NODATA, a
+// referral (the name is delegated away from the provider's zones) or
+// REFUSED (the server holds no zone for the name) say the domain is not
+// managed. Anything else, SERVFAIL or a truncated answer in particular, is
+// an error, so callers fail closed.
+func policyFromAnswer(qname string, nonce []byte, resp *dns.Msg) ([]byte, error) {
+	if err := checkResponse(qname, resp); err != nil {
+		return nil, err
 	}
+	policies := policyRecords(qname, resp)
+	ids := idRecords(qname, resp)
+	vouched := bytes.Equal(proofEcho(resp), nonce)
 	switch {
-	case resp.Rcode == dns.RcodeRefused:
-		return nil, fmt.Errorf("%w: server refused the query for %s, it is authoritative for no zone holding it", errNotManaged, qname)
-	case resp.Rcode == dns.RcodeNameError && resp.Authoritative:
-		return nil, fmt.Errorf("%w: %s does not exist", errNotManaged, qname)
-	case resp.Rcode == dns.RcodeSuccess && !resp.Authoritative && isReferral(resp):
-		return nil, fmt.Errorf("%w: %s is delegated to other servers", errNotManaged, qname)
-	case resp.Rcode != dns.RcodeSuccess && resp.Rcode != dns.RcodeNameError:
-		return nil, fmt.Errorf("server answered %s", dns.RcodeToString[resp.Rcode])
-	case !resp.Authoritative:
-		return nil, errors.New("answer is not authoritative; is this server a resolver rather than an authoritative server?")
+	case !vouched && len(policies) > 0:
+		return nil, fmt.Errorf("%w at %s", errUnvouched, qname)
+	case !vouched || len(ids) == 0:
+		return nil, fmt.Errorf("%w: no policy synthesized at %s", errNotManaged, qname)
+	case len(policies) != 1:
+		return nil, fmt.Errorf("%w: %d policy TXT records at %s, want one", errInvalidPolicy, len(policies), qname)
 	}
-	var candidates []*dns.TXT
-	for _, rr := range resp.Answer {
-		txt, ok := rr.(*dns.TXT)
-		// Like senders with the _mta-sts record (RFC 8461 §3.1), skip TXT
-		// records that do not claim to be a policy, such as a customer's
-		// own verification token at mta-sts.D.
-		if ok && strings.EqualFold(txt.Hdr.Name, qname) && txt.Hdr.Class == dns.ClassINET &&
-			len(txt.Txt) > 0 && strings.HasPrefix(txt.Txt[0], "version:") {
-			candidates = append(candidates, txt)
-		}
-	}
-	switch len(candidates) {
-	case 0:
-		return nil, fmt.Errorf("%w: no policy TXT record at %s", errNotManaged, qname)
-	case 1:
-	default:
-		return nil, fmt.Errorf("%w: %d policy TXT records at %s, want one", errInvalidPolicy, len(candidates), qname)
-	}
-	body := policy.JoinLines(candidates[0].Txt)
+	body := policy.JoinLines(policies[0].Txt)
 	if _, err := policy.Parse(body); err != nil {
 		return nil, fmt.Errorf("%w at %s: %w", errInvalidPolicy, qname, err)
 	}
+	rec, err := policy.SelectRecord(ids)
+	if err != nil {
+		return nil, fmt.Errorf("%w: id beside the policy at %s: %w", errInvalidPolicy, qname, err)
+	}
+	if id := policy.IDOf(body); id != rec.ID {
+		return nil, fmt.Errorf("%w: policy at %s hashes to %s, the id beside it is %s", errInvalidPolicy, qname, id, rec.ID)
+	}
 	return body, nil
+}
+
+// checkResponse returns nil for an authoritative NOERROR answer to "qname
+// TXT", and an error that says why for any other: errNotManaged for the
+// authoritative statements that the name is not ours, another error for a
+// failure.
+func checkResponse(qname string, resp *dns.Msg) error {
+	if len(resp.Question) != 1 || !strings.EqualFold(resp.Question[0].Name, qname) ||
+		resp.Question[0].Qtype != dns.TypeTXT || resp.Question[0].Qclass != dns.ClassINET {
+		return errors.New("answer to another question")
+	}
+	switch {
+	case resp.Truncated:
+		// Over TCP only a policy too large for one message is cut; the
+		// plugin does not publish such policies, so something is wrong.
+		return errors.New("answer truncated")
+	case resp.Rcode == dns.RcodeRefused:
+		return fmt.Errorf("%w: server refused the query for %s, it is authoritative for no zone holding it", errNotManaged, qname)
+	case resp.Rcode == dns.RcodeNameError && resp.Authoritative:
+		return fmt.Errorf("%w: %s does not exist", errNotManaged, qname)
+	case resp.Rcode == dns.RcodeSuccess && !resp.Authoritative && isReferral(resp):
+		return fmt.Errorf("%w: %s is delegated to other servers", errNotManaged, qname)
+	case resp.Rcode != dns.RcodeSuccess:
+		return fmt.Errorf("server answered %s", dns.RcodeToString[resp.Rcode])
+	case !resp.Authoritative:
+		return errors.New("answer is not authoritative; is this server a resolver rather than an authoritative server?")
+	}
+	return nil
+}
+
+// policyRecords returns the TXT records at qname that claim to be a policy.
+func policyRecords(qname string, resp *dns.Msg) []*dns.TXT {
+	var found []*dns.TXT
+	for _, rr := range resp.Answer {
+		// Like senders with the _mta-sts record (RFC 8461 §3.1), skip TXT
+		// records that do not claim to be a policy, such as a customer's
+		// own verification token at mta-sts.D.
+		if txt, ok := rr.(*dns.TXT); ok && strings.EqualFold(txt.Hdr.Name, qname) && txt.Hdr.Class == dns.ClassINET &&
+			len(txt.Txt) > 0 && strings.HasPrefix(txt.Txt[0], "version:") {
+			found = append(found, txt)
+		}
+	}
+	return found
+}
+
+// idRecords returns the text of the TXT records in the additional section
+// owned by the "_mta-sts" name beside qname: where the plugin puts the id
+// of the policy it synthesized.
+func idRecords(qname string, resp *dns.Msg) []string {
+	recordName := "_" + qname
+	var txts []string
+	for _, rr := range resp.Extra {
+		if txt, ok := rr.(*dns.TXT); ok && strings.EqualFold(txt.Hdr.Name, recordName) {
+			txts = append(txts, strings.Join(txt.Txt, ""))
+		}
+	}
+	return txts
+}
+
+// proofEcho returns the data of the policy.ProofOption in resp's OPT
+// record, or nil.
+func proofEcho(resp *dns.Msg) []byte {
+	opt := resp.IsEdns0()
+	if opt == nil {
+		return nil
+	}
+	for _, o := range opt.Option {
+		if local, ok := o.(*dns.EDNS0_LOCAL); ok && local.Code == policy.ProofOption {
+			return local.Data
+		}
+	}
+	return nil
 }
 
 // isReferral reports whether a response delegates the name elsewhere: no

@@ -162,42 +162,76 @@ func referral() *dns.Msg {
 	return m
 }
 
+// testNonce stands for the nonce of the query the answers in the tables
+// respond to.
+var testNonce = []byte("0123456789abcdef")
+
+// vouched returns m as the mtasts plugin answers a query carrying nonce: the
+// nonce echoed, and the given "_mta-sts" records in the additional section.
+func vouched(m *dns.Msg, nonce []byte, records ...string) *dns.Msg {
+	for _, r := range records {
+		m.Extra = append(m.Extra, txtRR("_"+qname, r))
+	}
+	m.SetEdns0(dns.MaxMsgSize, false)
+	opt := m.IsEdns0()
+	opt.Option = append(opt.Option, &dns.EDNS0_LOCAL{Code: policy.ProofOption, Data: nonce})
+	return m
+}
+
+// synthesized returns the plugin's answer for a policy of lines, with its id.
+func synthesized(nonce []byte, lines ...string) *dns.Msg {
+	id := policy.Record{ID: policy.IDOf(policy.JoinLines(lines))}.String()
+	return vouched(answer(dns.RcodeSuccess, true, txtRR(qname, lines...)), nonce, id)
+}
+
 func TestPolicyFromAnswer(t *testing.T) {
 	body := policy.JoinLines(policyLines)
-	otherQuestion := answer(dns.RcodeSuccess, true, txtRR(qname, policyLines...))
+	otherQuestion := synthesized(testNonce, policyLines...)
 	otherQuestion.Question[0].Name = "mta-sts.example.net."
 	cname := &dns.CNAME{Hdr: dns.RR_Header{Name: qname, Rrtype: dns.TypeCNAME, Class: dns.ClassINET}, Target: "policy.provider.example."}
+	inOtherCase := vouched(answer(dns.RcodeSuccess, true, txtRR("MTA-STS.Example.COM.", policyLines...)), testNonce, policy.Record{ID: policy.IDOf(body)}.String())
+	truncated := synthesized(testNonce, policyLines...)
+	truncated.Truncated = true
+	otherID := policy.Record{ID: policy.IDOf([]byte("other"))}.String()
 
 	for name, tc := range map[string]struct {
 		resp *dns.Msg
 		want error // nil: body; errLookupFailure: neither sentinel
 	}{
-		"policy":                     {answer(dns.RcodeSuccess, true, txtRR(qname, policyLines...)), nil},
-		"owner in other case":        {answer(dns.RcodeSuccess, true, txtRR("MTA-STS.Example.COM.", policyLines...)), nil},
-		"beside an unrelated TXT":    {answer(dns.RcodeSuccess, true, txtRR(qname, "site-verification=x"), txtRR(qname, policyLines...)), nil},
+		"policy":                     {synthesized(testNonce, policyLines...), nil},
+		"owner in other case":        {inOtherCase, nil},
+		"beside an unrelated TXT":    {vouched(answer(dns.RcodeSuccess, true, txtRR(qname, "site-verification=x"), txtRR(qname, policyLines...)), testNonce, policy.Record{ID: policy.IDOf(body)}.String()), nil},
+		"policy not vouched for":     {answer(dns.RcodeSuccess, true, txtRR(qname, policyLines...)), errUnvouched},
+		"policy for another nonce":   {synthesized([]byte("fedcba9876543210"), policyLines...), errUnvouched},
+		"zone data passed through":   {vouched(answer(dns.RcodeSuccess, true, txtRR(qname, policyLines...)), testNonce), errNotManaged},
+		"id without the echo":        {vouched(answer(dns.RcodeSuccess, true), nil, policy.Record{ID: policy.IDOf(body)}.String()), errNotManaged},
+		"another id":                 {vouched(answer(dns.RcodeSuccess, true, txtRR(qname, policyLines...)), testNonce, otherID), errInvalidPolicy},
+		"two ids":                    {vouched(answer(dns.RcodeSuccess, true, txtRR(qname, policyLines...)), testNonce, policy.Record{ID: policy.IDOf(body)}.String(), otherID), errInvalidPolicy},
 		"NODATA":                     {answer(dns.RcodeSuccess, true), errNotManaged},
+		"NODATA vouched for":         {vouched(answer(dns.RcodeSuccess, true), testNonce), errNotManaged},
 		"NXDOMAIN":                   {answer(dns.RcodeNameError, true), errNotManaged},
 		"REFUSED":                    {answer(dns.RcodeRefused, false), errNotManaged},
 		"referral":                   {referral(), errNotManaged},
 		"only an unrelated TXT":      {answer(dns.RcodeSuccess, true, txtRR(qname, "site-verification=x")), errNotManaged},
-		"TXT of a CNAME target":      {answer(dns.RcodeSuccess, true, cname, txtRR("policy.provider.example.", policyLines...)), errNotManaged},
-		"two policies":               {answer(dns.RcodeSuccess, true, txtRR(qname, policyLines...), txtRR(qname, policyLines[:3]...)), errInvalidPolicy},
-		"invalid policy":             {answer(dns.RcodeSuccess, true, txtRR(qname, "version: STSv1", "mode: strict", "max_age: 1")), errInvalidPolicy},
-		"empty line":                 {answer(dns.RcodeSuccess, true, txtRR(qname, "version: STSv1", "", "mode: none", "max_age: 1")), errInvalidPolicy},
+		"TXT of a CNAME target":      {vouched(answer(dns.RcodeSuccess, true, cname, txtRR("policy.provider.example.", policyLines...)), testNonce), errNotManaged},
+		"two policies":               {vouched(answer(dns.RcodeSuccess, true, txtRR(qname, policyLines...), txtRR(qname, policyLines[:3]...)), testNonce, policy.Record{ID: policy.IDOf(body)}.String()), errInvalidPolicy},
+		"invalid policy":             {synthesized(testNonce, "version: STSv1", "mode: strict", "max_age: 1"), errInvalidPolicy},
+		"empty line":                 {synthesized(testNonce, "version: STSv1", "", "mode: none", "max_age: 1"), errInvalidPolicy},
+		"truncated":                  {truncated, errLookupFailure},
 		"SERVFAIL":                   {answer(dns.RcodeServerFailure, true), errLookupFailure},
 		"NXDOMAIN not authoritative": {answer(dns.RcodeNameError, false), errLookupFailure},
-		"policy not authoritative":   {answer(dns.RcodeSuccess, false, txtRR(qname, policyLines...)), errLookupFailure},
+		"policy not authoritative":   {vouched(answer(dns.RcodeSuccess, false, txtRR(qname, policyLines...)), testNonce, policy.Record{ID: policy.IDOf(body)}.String()), errLookupFailure},
 		"NODATA not authoritative":   {answer(dns.RcodeSuccess, false), errLookupFailure},
 		"answer to another question": {otherQuestion, errLookupFailure},
 	} {
-		got, err := policyFromAnswer(qname, tc.resp)
+		got, err := policyFromAnswer(qname, testNonce, tc.resp)
 		switch {
 		case tc.want == nil:
 			if err != nil || !bytes.Equal(got, body) {
 				t.Errorf("%s: got %q, %v; want %q", name, got, err, body)
 			}
 		case tc.want == errLookupFailure:
-			if err == nil || errors.Is(err, errNotManaged) || errors.Is(err, errInvalidPolicy) {
+			if err == nil || errors.Is(err, errNotManaged) || errors.Is(err, errInvalidPolicy) || errors.Is(err, errUnvouched) {
 				t.Errorf("%s: got %q, %v; want a lookup failure", name, got, err)
 			}
 		case !errors.Is(err, tc.want) || got != nil:
@@ -206,18 +240,19 @@ func TestPolicyFromAnswer(t *testing.T) {
 	}
 }
 
-// errLookupFailure stands in the tables for "an error that is neither
-// errNotManaged nor errInvalidPolicy".
+// errLookupFailure stands in the tables for "an error that is none of
+// errNotManaged, errInvalidPolicy and errUnvouched".
 var errLookupFailure = errors.New("lookup failure")
 
 // FuzzPolicyFromAnswer checks that whatever response is accepted is an
-// authoritative answer carrying a valid policy, exactly the joined strings
-// of one TXT record owned by the name.
+// authoritative answer vouched for by the plugin, carrying a valid policy,
+// exactly the joined strings of one TXT record owned by the name.
 func FuzzPolicyFromAnswer(f *testing.F) {
 	for _, m := range []*dns.Msg{
+		synthesized(testNonce, policyLines...),
 		answer(dns.RcodeSuccess, true, txtRR(qname, policyLines...)),
 		answer(dns.RcodeSuccess, true, txtRR(qname, "site-verification=x"), txtRR(qname, policyLines...)),
-		answer(dns.RcodeSuccess, true, txtRR(qname, "version: STSv1", "mode: none", "max_age: 0", "x: y")),
+		synthesized(testNonce, "version: STSv1", "mode: none", "max_age: 0", "x: y"),
 		answer(dns.RcodeNameError, true),
 		referral(),
 	} {
@@ -232,12 +267,15 @@ func FuzzPolicyFromAnswer(f *testing.F) {
 		if m.Unpack(packed) != nil {
 			return
 		}
-		body, err := policyFromAnswer(qname, m)
+		body, err := policyFromAnswer(qname, testNonce, m)
 		if err != nil {
 			return
 		}
-		if !m.Authoritative || m.Rcode != dns.RcodeSuccess {
-			t.Fatalf("accepted a response that is not an authoritative NOERROR:\n%v", m)
+		if !m.Authoritative || m.Rcode != dns.RcodeSuccess || m.Truncated {
+			t.Fatalf("accepted a response that is not an authoritative, complete NOERROR:\n%v", m)
+		}
+		if !bytes.Equal(proofEcho(m), testNonce) {
+			t.Fatalf("accepted a response that does not echo the nonce:\n%v", m)
 		}
 		if _, err := policy.Parse(body); err != nil {
 			t.Fatalf("accepted an invalid policy %q: %v", body, err)

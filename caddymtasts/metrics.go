@@ -55,6 +55,8 @@ func lookupResult(err error) string {
 		return "not_managed"
 	case errors.Is(err, errInvalidPolicy):
 		return "invalid_policy"
+	case errors.Is(err, errUnvouched):
+		return "unvouched"
 	}
 	return "failed"
 }

@@ -189,9 +189,7 @@ func BenchmarkPolicyLookup(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			qname := "mta-sts." + domain(i) + "."
-			q := new(dns.Msg)
-			q.SetQuestion(qname, dns.TypeTXT)
-			q.RecursionDesired = false
+			q, nonce := policyQuery(qname)
 			conn.SetDeadline(time.Now().Add(3 * time.Second))
 			if err := conn.WriteMsg(q); err != nil {
 				b.Fatal(err)
@@ -200,7 +198,7 @@ func BenchmarkPolicyLookup(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := policyFromAnswer(qname, resp); err != nil {
+			if _, err := policyFromAnswer(qname, nonce, resp); err != nil {
 				b.Fatal(err)
 			}
 			i++
