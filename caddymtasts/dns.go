@@ -44,11 +44,14 @@ const proofNonceSize = 16
 // authoritative for the managed mail domains, where the CoreDNS plugin
 // mtasts publishes each policy at mta-sts.D TXT.
 type PolicyDNS struct {
-	// The authoritative DNS servers, as "host" or "host:port" (port 53 by
-	// default). They are asked in order, over TCP, each in turn after the
-	// previous one failed. Give the authoritative servers themselves, not a
-	// caching resolver: a resolver's cached answer can be older than the
-	// id senders see. Default: ["127.0.0.1:53"].
+	// The authoritative DNS servers running the CoreDNS plugin mtasts, as
+	// "host" or "host:port" (port 53 by default). They are asked in order,
+	// over TCP, each in turn after the previous one failed. Only answers
+	// the plugin vouches for count (an EDNS option echoed; see
+	// policy.ProofOption), so give a server block without a cache above
+	// the plugin, never a caching resolver: a cache's answer can be older
+	// than the id senders see, and it never carries the echo, so policies
+	// would be refused. Default: ["127.0.0.1:53"].
 	Servers []string `json:"servers,omitempty"`
 
 	// How long one policy lookup may take, across all servers. Default: 3s.
