@@ -16,11 +16,11 @@ import (
 )
 
 // FuzzServeDNS feeds arbitrary messages to the plugin with the file plugin
-// serving the example zone behind it. Whatever arrives, the plugin must not
+// serving the example zone, with MX targets the plugin refuses, behind it. Whatever arrives, the plugin must not
 // panic, whatever it writes must be a valid message answering the question,
 // and a managed domain's _mta-sts name never gets NXDOMAIN.
 func FuzzServeDNS(f *testing.F) {
-	zone, err := file.Parse(strings.NewReader(zoneWithSerial(1)), "example.com.", "example.com.zone", 0)
+	zone, err := file.Parse(strings.NewReader(exampleZoneWith(1, exampleApexMX+"\n"+invalidMXRecords)), "example.com.", "example.com.zone", 0)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -35,7 +35,8 @@ func FuzzServeDNS(f *testing.F) {
 	}
 	for _, name := range []string{"_mta-sts.example.com.", "mta-sts.sub.example.com.", "_smtp._tls.example.com.",
 		"_tls.example.com.", "_mta-sts.owner.example.com.", "_MTA-STS.x.WILD.example.com.", "mta-sts.", "_mta-sts.nullmx.example.com.",
-		`_mta-sts.a\.b.example.com.`, "_mta-sts.child.example.com.", "example.com."} {
+		`_mta-sts.a\.b.example.com.`, "_mta-sts.child.example.com.", "example.com.", "_mta-sts.ulabel.example.com.",
+		"mta-sts.wildmx.example.com.", "_mta-sts.escaped.example.com.", "mta-sts.mixed.example.com.", "_mta-sts.upper.example.com."} {
 		for _, qtype := range []uint16{dns.TypeTXT, dns.TypeA, dns.TypeAAAA, dns.TypeANY, dns.TypeMX, dns.TypeAXFR} {
 			q := new(dns.Msg)
 			q.SetQuestion(name, qtype)

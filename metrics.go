@@ -24,4 +24,15 @@ var (
 		Name:      "lookup_failures_total",
 		Help:      "Counter of queries answered SERVFAIL because the zone data behind mtasts could not be read.",
 	}, []string{"server"})
+	// unusableMXSets counts queries for a domain that is not managed because
+	// its MX set gives no policy the plugin can publish, by reason:
+	// invalid_mx (an MX target that is not an LDH host name in A-label form)
+	// or too_large (a policy over policy.MaxSize, or whose answer at
+	// mta-sts.D would not fit one DNS message).
+	unusableMXSets = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "unusable_mx_sets_total",
+		Help:      "Counter of queries for domains mtasts does not manage because their MX set gives no policy it can publish, by reason.",
+	}, []string{"server", "reason"})
 )
