@@ -16,7 +16,8 @@ const policyHostPrefix = "mta-sts."
 // "mta-sts.D", in canonical form (lowercase A-labels, no trailing dot).
 // The host may carry a port, be in any case, end in a dot or use U-labels,
 // as an HTTP Host header or a TLS server name may. Anything else, such as an
-// IP address, a wildcard or another host of D, is an error.
+// IP address, a wildcard, another host of D or the policy host of a policy
+// host, is an error.
 func policyDomain(host string) (string, error) {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
@@ -28,6 +29,11 @@ func policyDomain(host string) (string, error) {
 	domain, ok := strings.CutPrefix(name, policyHostPrefix)
 	if !ok {
 		return "", fmt.Errorf("%q is not an MTA-STS policy host", name)
+	}
+	// A policy host is no mail domain: the plugin publishes no policy for
+	// it, nor vouches for what the zone holds at its own policy host.
+	if strings.HasPrefix(domain, policyHostPrefix) {
+		return "", fmt.Errorf("%q is the policy host of a policy host", name)
 	}
 	return domain, nil
 }

@@ -30,6 +30,8 @@ func TestPolicyDomain(t *testing.T) {
 		"mta-sts.xn--bcher-kva.example": "xn--bcher-kva.example",
 		"mta-sts.sub.example.com":       "sub.example.com",
 		"mta-sts.com":                   "com",
+		"mta-sts.mta-sts.example.com":   "",
+		"MTA-STS.mta-sts.example.com.":  "",
 		"www.example.com":               "",
 		"example.com":                   "",
 		"mta-sts":                       "",
