@@ -160,10 +160,12 @@ func TestPoliciesTooLargeToServeAreNotManaged(t *testing.T) {
 	if resp := with.exchange(t, "tcp", "mta-sts.big.example.com.", dns.TypeTXT, false); resp.Truncated || resp.Rcode != dns.RcodeNameError {
 		t.Errorf("mta-sts.big TXT over TCP: want the zone's NXDOMAIN, got\n%v", resp)
 	}
+	// The largest answer: to the web server, with the longest proof nonce.
 	const host = "mta-sts.atlimit.example.com."
-	resp := with.exchange(t, "tcp", host, dns.TypeTXT, false)
-	if resp.Truncated {
-		t.Fatalf("%s TXT over TCP truncated:\n%v", host, resp.MsgHdr)
+	nonce := bytes.Repeat([]byte{'n'}, policy.ProofNonceMax)
+	resp := with.exchangeWithProof(t, "tcp", host, nonce)
+	if resp.Truncated || !bytes.Equal(echo(resp), nonce) || len(resp.Extra) != 2 {
+		t.Fatalf("%s TXT over TCP: want the policy with the id and the nonce, got\n%v", host, resp.MsgHdr)
 	}
 	txts := txtStrings(t, resp, host)
 	if len(txts) != 1 {
