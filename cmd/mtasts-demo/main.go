@@ -7,7 +7,9 @@
 //	go run ./cmd/mtasts-demo
 //
 // It prints the dig and curl commands to try, logs every query and request
-// it serves, one line each, and stops cleanly on Ctrl-C.
+// it serves, one line each, and stops cleanly on Ctrl-C. It shows the
+// operator's view too: CoreDNS's and Caddy's Prometheus metrics, each on a
+// loopback port of its own.
 package main
 
 import (
@@ -30,6 +32,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/file"
 	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/metrics"
 
 	_ "github.com/coredns-mtasts/mtasts"
 	_ "github.com/coredns-mtasts/mtasts/caddymtasts"
@@ -37,11 +40,13 @@ import (
 )
 
 // corefile serves the example zone from a copy the user may edit; the file
-// plugin reloads it within a second of a serial increase.
+// plugin reloads it within a second of a serial increase. The prometheus
+// plugin serves CoreDNS's metrics, coredns_mtasts_* among them.
 const corefile = `example.com:{dnsport} {
 	bind 127.0.0.1
 	log . "dns {remote} {type} {name} {rcode} {duration}"
 	errors
+	prometheus 127.0.0.1:{dnsmetricsport}
 	mtasts {
 		policy_server 127.0.0.1
 		tlsrpt mailto:tlsrpt+{domain}@provider.example
@@ -52,9 +57,13 @@ const corefile = `example.com:{dnsport} {
 }`
 
 // caddyfile is Caddyfile.example's local variant: the internal CA, on-demand
-// certificates only for managed domains, the policy handler.
+// certificates only for managed domains, the policy handler. Its metrics,
+// caddy_mta_sts_* and (with the global metrics option) caddy_http_*, are
+// served by the metrics handler on a plain-HTTP loopback site of their own,
+// so the admin API stays on its unix socket.
 const caddyfile = `{
 	admin unix/{admin}
+	metrics
 	persist_config off
 	skip_install_trust
 	auto_https disable_redirects
@@ -101,19 +110,33 @@ https:// {
 	}
 	respond 404
 }
+
+http://:{httpsmetricsport} {
+	bind 127.0.0.1
+	metrics /metrics
+}
 `
 
+// ports are the demo's loopback ports, one flag each.
+type ports struct {
+	dns, https               int // CoreDNS (udp, tcp), Caddy (https)
+	dnsMetrics, httpsMetrics int // their metrics, over http
+}
+
 func main() {
-	dnsPort := flag.Int("dns-port", 1053, "`port` for DNS on 127.0.0.1")
-	httpsPort := flag.Int("https-port", 8443, "`port` for HTTPS on 127.0.0.1")
+	var p ports
+	flag.IntVar(&p.dns, "dns-port", 1053, "`port` for DNS (CoreDNS) on 127.0.0.1")
+	flag.IntVar(&p.https, "https-port", 8443, "`port` for HTTPS (Caddy) on 127.0.0.1")
+	flag.IntVar(&p.dnsMetrics, "dns-metrics-port", 9153, "`port` for CoreDNS's metrics on http://127.0.0.1")
+	flag.IntVar(&p.httpsMetrics, "https-metrics-port", 9154, "`port` for Caddy's metrics on http://127.0.0.1")
 	flag.Parse()
-	if err := run(*dnsPort, *httpsPort); err != nil {
+	if err := run(p); err != nil {
 		fmt.Fprintln(os.Stderr, "mtasts-demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dnsPort, httpsPort int) error {
+func run(p ports) error {
 	dir, err := os.MkdirTemp("", "mtasts-demo-")
 	if err != nil {
 		return err
@@ -123,7 +146,8 @@ func run(dnsPort, httpsPort int) error {
 	if err := os.WriteFile(zone, []byte(examples.Zone), 0o644); err != nil {
 		return err
 	}
-	vars := strings.NewReplacer("{dnsport}", fmt.Sprint(dnsPort), "{httpsport}", fmt.Sprint(httpsPort),
+	vars := strings.NewReplacer("{dnsport}", fmt.Sprint(p.dns), "{httpsport}", fmt.Sprint(p.https),
+		"{dnsmetricsport}", fmt.Sprint(p.dnsMetrics), "{httpsmetricsport}", fmt.Sprint(p.httpsMetrics),
 		"{zone}", zone, "{storage}", filepath.Join(dir, "caddy"), "{admin}", filepath.Join(dir, "admin.sock"))
 
 	dns, err := startCoreDNS(vars.Replace(corefile))
@@ -138,7 +162,7 @@ func run(dnsPort, httpsPort int) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	printUsage(dnsPort, httpsPort, zone, filepath.Join(dir, "caddy/pki/authorities/local/root.crt"))
+	printUsage(p, zone, filepath.Join(dir, "caddy/pki/authorities/local/root.crt"))
 	<-ctx.Done()
 	fmt.Println("\nmtasts-demo: stopping")
 	return nil
@@ -171,10 +195,10 @@ func startCaddy(caddyfile string) error {
 	return nil
 }
 
-func printUsage(dnsPort, httpsPort int, zone, caRoot string) {
+func printUsage(p ports, zone, caRoot string) {
 	curl := fmt.Sprintf("curl -sS --cacert %s --resolve mta-sts.%%s:%d:127.0.0.1 https://mta-sts.%%s:%d/.well-known/mta-sts.txt",
-		caRoot, httpsPort, httpsPort)
-	dig := fmt.Sprintf("dig @127.0.0.1 -p %d +short", dnsPort)
+		caRoot, p.https, p.https)
+	dig := fmt.Sprintf("dig @127.0.0.1 -p %d +short", p.dns)
 	fmt.Printf(`mtasts-demo: CoreDNS with mtasts on 127.0.0.1:%d (udp, tcp), Caddy with mta_sts on https://127.0.0.1:%d
 
 The MTA-STS record and the policy it names, for a domain with MX records:
@@ -191,7 +215,13 @@ No MX records: no record, and no certificate (the TLS handshake is refused):
 Edit the MX records in %[6]s, raise the SOA serial,
 and within a second the id and the policy change.
 
+The operator's view: CoreDNS's metrics on http://127.0.0.1:%[7]d/metrics and Caddy's
+on http://127.0.0.1:%[8]d/metrics, for Prometheus; the plugin's and the modules' own
+(a counter shows once it has counted, so try the commands above first):
+  curl -sS http://127.0.0.1:%[7]d/metrics | grep coredns_mtasts_
+  curl -sS http://127.0.0.1:%[8]d/metrics | grep caddy_mta_sts_ | grep -v _bucket
+
 Each query and request is logged below. Ctrl-C stops.
-`, dnsPort, httpsPort, dig, fmt.Sprintf(curl, "example.com", "example.com"),
-		fmt.Sprintf(curl, "www.example.com", "www.example.com"), zone)
+`, p.dns, p.https, dig, fmt.Sprintf(curl, "example.com", "example.com"),
+		fmt.Sprintf(curl, "www.example.com", "www.example.com"), zone, p.dnsMetrics, p.httpsMetrics)
 }

@@ -29,9 +29,10 @@ type demo struct {
 	usage  []string
 }
 
-func startDemo(t *testing.T, dnsPort, httpsPort int) *demo {
+func startDemo(t *testing.T, p ports) *demo {
 	t.Helper()
-	cmd := exec.Command(binary, "-dns-port", fmt.Sprint(dnsPort), "-https-port", fmt.Sprint(httpsPort))
+	cmd := exec.Command(binary, "-dns-port", fmt.Sprint(p.dns), "-https-port", fmt.Sprint(p.https),
+		"-dns-metrics-port", fmt.Sprint(p.dnsMetrics), "-https-metrics-port", fmt.Sprint(p.httpsMetrics))
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -94,12 +95,13 @@ func requireTools(t *testing.T, tools ...string) {
 
 // The demo works as its usage text says: the printed dig and curl commands
 // show the record, the policy and its id, the refused certificate, the
-// effect of editing the zone; every request is logged; Ctrl-C stops it.
+// metrics of both sides, the effect of editing the zone; every request is
+// logged; Ctrl-C stops it.
 func TestDemoAsPrinted(t *testing.T) {
-	requireTools(t, "dig", "curl", "sha256sum")
-	dnsPort, httpsPort := testcmd.FreePort(t), testcmd.FreePort(t)
-	d := startDemo(t, dnsPort, httpsPort)
-	testcmd.QueryUntilUp(t, fmt.Sprintf("127.0.0.1:%d", dnsPort), "example.com.", dns.TypeSOA)
+	requireTools(t, "dig", "curl", "sha256sum", "grep")
+	port := ports{dns: testcmd.FreePort(t), https: testcmd.FreePort(t), dnsMetrics: testcmd.FreePort(t), httpsMetrics: testcmd.FreePort(t)}
+	d := startDemo(t, port)
+	testcmd.QueryUntilUp(t, fmt.Sprintf("127.0.0.1:%d", port.dns), "example.com.", dns.TypeSOA)
 
 	record, err := shell(t, d.command(t, "dig", "_mta-sts.example.com TXT"))
 	p, _ := policy.New(policy.ModeTesting, []string{"mx1.example.com", "mx2.example.com"}, 604800)
@@ -124,6 +126,8 @@ func TestDemoAsPrinted(t *testing.T) {
 	if out, err := shell(t, d.command(t, "curl", "mta-sts.www.example.com")); err == nil {
 		t.Errorf("curl mta-sts.www.example.com succeeded: %q", out)
 	}
+	checkMetrics(t, d, port.dnsMetrics, "coredns_mtasts_answers_total")
+	checkMetrics(t, d, port.httpsMetrics, "caddy_mta_sts_policy_requests_total", "caddy_mta_sts_permission_decisions_total")
 
 	editZone(t, d)
 	if record, err := shell(t, d.command(t, "dig", "_mta-sts.example.com TXT")); err != nil || record == "" || strings.Contains(record, p.ID()) {
@@ -142,6 +146,23 @@ func TestDemoAsPrinted(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Dir(d.zonePath(t))); !os.IsNotExist(err) {
 		t.Errorf("the demo left its directory behind: %v", err)
+	}
+}
+
+// checkMetrics runs the printed curl command for the metrics on port and
+// requires a sample of each named metric in its output.
+func checkMetrics(t *testing.T, d *demo, port int, names ...string) {
+	t.Helper()
+	line := d.command(t, "curl", fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	out, err := shell(t, line)
+	if err != nil {
+		t.Errorf("%s: %v; output:\n%s", line, err, out)
+		return
+	}
+	for _, name := range names {
+		if !regexp.MustCompile(`(?m)^` + name + `(\{.*\})? [0-9]`).MatchString(out) {
+			t.Errorf("%s: no %s sample in:\n%s", line, name, out)
+		}
 	}
 }
 
