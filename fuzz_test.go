@@ -16,9 +16,11 @@ import (
 )
 
 // FuzzServeDNS feeds arbitrary messages to the plugin with the file plugin
-// serving the example zone, with MX targets the plugin refuses, behind it. Whatever arrives, the plugin must not
-// panic, whatever it writes must be a valid message answering the question,
-// and a managed domain's _mta-sts name never gets NXDOMAIN.
+// behind it, serving the example zone and MX targets the plugin refuses.
+// The seeds include queries carrying the proof option. Whatever arrives,
+// the plugin must not panic, whatever it writes must be a valid message
+// answering the question, and a managed domain's _mta-sts name never gets
+// NXDOMAIN.
 func FuzzServeDNS(f *testing.F) {
 	zone, err := file.Parse(strings.NewReader(exampleZoneWith(1, exampleApexMX+"\n"+invalidMXRecords)), "example.com.", "example.com.zone", 0)
 	if err != nil {
@@ -45,6 +47,14 @@ func FuzzServeDNS(f *testing.F) {
 			}
 			if b, err := q.Pack(); err == nil {
 				f.Add(b)
+			}
+			if qtype == dns.TypeTXT {
+				q.SetEdns0(dns.MaxMsgSize, false)
+				opt := q.IsEdns0()
+				opt.Option = append(opt.Option, &dns.EDNS0_LOCAL{Code: policy.ProofOption, Data: []byte("nonce-0123456789")})
+				if b, err := q.Pack(); err == nil {
+					f.Add(b)
+				}
 			}
 		}
 	}
