@@ -75,6 +75,10 @@ func parse(c *caddy.Controller) (*MTASTS, error) {
 			return nil, plugin.ErrOnce
 		}
 		m.Zones = plugin.OriginsFromArgsOrServerBlock(c.RemainingArgs(), c.ServerBlockKeys)
+		if zone := zoneOutsideBlock(m.Zones, c.ServerBlockKeys); zone != "" {
+			return nil, c.Errf("zone '%s' is not in this server block's zones %v: mtasts would never see a query for it",
+				zone, plugin.OriginsFromArgsOrServerBlock(nil, c.ServerBlockKeys))
+		}
 		seen := map[string]bool{}
 		for c.NextBlock() {
 			property := c.Val()
@@ -94,6 +98,19 @@ func parse(c *caddy.Controller) (*MTASTS, error) {
 		}
 	}
 	return m, nil
+}
+
+// zoneOutsideBlock returns the first of zones that is not at or below one
+// of the server block's zones, or "". CoreDNS routes a query to a server
+// block by its zones, so mtasts never sees a query outside them.
+func zoneOutsideBlock(zones, serverBlockKeys []string) string {
+	block := plugin.Zones(plugin.OriginsFromArgsOrServerBlock(nil, serverBlockKeys))
+	for _, z := range zones {
+		if block.Matches(z) == "" {
+			return z
+		}
+	}
+	return ""
 }
 
 func (m *MTASTS) parseProperty(c *caddy.Controller, property string) error {
@@ -145,7 +162,9 @@ func (m *MTASTS) parseScalar(c *caddy.Controller, property, arg string) error {
 	case "max_age":
 		m.MaxAge, err = parseSeconds(arg, 1, policy.MaxMaxAge)
 	case "ttl":
-		m.TTL, err = parseSeconds(arg, 0, maxTTL)
+		// 0 would keep resolvers from caching the records at all, so that
+		// every sender's lookup reached the authoritative servers.
+		m.TTL, err = parseSeconds(arg, 1, maxTTL)
 	}
 	if err != nil {
 		return c.Errf("%s: %v", property, err)

@@ -14,6 +14,7 @@ import (
 
 func TestParseDefaults(t *testing.T) {
 	c := caddy.NewTestController("dns", "mtasts example.com example.net {\n policy_server 192.0.2.10 2001:db8::1\n}")
+	c.ServerBlockKeys = []string{"dns://.:53"}
 	m, err := parse(c)
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +35,7 @@ func TestParseAllProperties(t *testing.T) {
 		policy_cname Policy.Provider.Example.
 		mode enforce
 		max_age 31557600
-		ttl 0
+		ttl 1
 		tlsrpt mailto:tlsrpt@provider.example https://reports.provider.example/{domain}
 	}`)
 	c.ServerBlockKeys = []string{"example.org:53"}
@@ -43,7 +44,7 @@ func TestParseAllProperties(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !slices.Equal(m.Zones, []string{"example.org."}) || m.PolicyCNAME != "policy.provider.example." ||
-		m.Mode != policy.ModeEnforce || m.MaxAge != policy.MaxMaxAge || m.TTL != 0 || len(m.TLSRPT) != 2 {
+		m.Mode != policy.ModeEnforce || m.MaxAge != policy.MaxMaxAge || m.TTL != 1 || len(m.TLSRPT) != 2 {
 		t.Errorf("parsed %+v", m)
 	}
 }
@@ -66,6 +67,7 @@ func TestParseErrors(t *testing.T) {
 		{"mtasts {\n policy_server 192.0.2.1\n max_age 31557601\n}", "max_age"},
 		{"mtasts {\n policy_server 192.0.2.1\n max_age 1w\n}", "max_age"},
 		{"mtasts {\n policy_server 192.0.2.1\n ttl -1\n}", "ttl"},
+		{"mtasts {\n policy_server 192.0.2.1\n ttl 0\n}", "Testfile:3 - Error during parsing: ttl: '0' is not a number of seconds from 1 to 2147483647"},
 		{"mtasts {\n policy_server 192.0.2.1\n ttl 2147483648\n}", "ttl"},
 		{"mtasts {\n policy_server 192.0.2.1\n tlsrpt\n}", "Wrong argument count"},
 		{"mtasts {\n policy_server 192.0.2.1\n tlsrpt http://insecure.example/\n}", "tlsrpt"},
@@ -78,6 +80,26 @@ func TestParseErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want one containing %q", tc.input, err, tc.want)
 		}
+	}
+}
+
+// A zone outside the server block's zones would start silently and never
+// answer: CoreDNS routes no query for it to this block.
+func TestParseRefusesZoneOutsideServerBlock(t *testing.T) {
+	for keys, want := range map[string]string{
+		"example.com:53":   "Testfile:1 - Error during parsing: zone 'example.net.' is not in this server block's zones [example.com.]",
+		"sub.example.net.": "Testfile:1 - Error during parsing: zone 'example.net.' is not in this server block's zones [sub.example.net.]",
+	} {
+		c := caddy.NewTestController("dns", "mtasts example.net {\n policy_server 192.0.2.1\n}")
+		c.ServerBlockKeys = []string{keys}
+		if _, err := parse(c); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("server block %s: error %v, want one containing %q", keys, err, want)
+		}
+	}
+	c := caddy.NewTestController("dns", "mtasts sub.example.net {\n policy_server 192.0.2.1\n}")
+	c.ServerBlockKeys = []string{"example.net:53", "example.org:53"}
+	if _, err := parse(c); err != nil {
+		t.Errorf("a zone below the server block's: %v", err)
 	}
 }
 
