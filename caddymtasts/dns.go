@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,14 +86,21 @@ func (c PolicyDNS) source() (*policySource, error) {
 	return &policySource{timeout: timeout, pools: pools}, nil
 }
 
-// serverAddress returns s as host:port, adding port 53 when s has none.
+// serverAddress returns s as host:port, adding port 53 when s has none. A
+// port that is no number from 1 to 65535 is an error here, when the config
+// loads, rather than at the first lookup.
 func serverAddress(s string) (string, error) {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		host, port = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"), "53"
+		host, port = s, "53"
+		if bracketed, ok := strings.CutPrefix(s, "["); ok {
+			if host, ok = strings.CutSuffix(bracketed, "]"); !ok {
+				host = ""
+			}
+		}
 	}
-	if host == "" || port == "" {
-		return "", fmt.Errorf("DNS server %q: want host or host:port", s)
+	if n, err := strconv.ParseUint(port, 10, 16); host == "" || err != nil || n == 0 || strings.ContainsAny(host, "[]/ ") {
+		return "", fmt.Errorf("DNS server %q: want host or host:port, with a port from 1 to 65535", s)
 	}
 	return net.JoinHostPort(host, port), nil
 }
