@@ -8,8 +8,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
-	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 func init() {
@@ -22,6 +22,7 @@ const (
 	defaultDenyTTL    = 30 * time.Second
 	defaultStaleAllow = 24 * time.Hour
 	defaultCacheSize  = 10000
+	defaultNewCerts   = 10
 )
 
 // decisionPool shares the remembered decisions among the permission modules
@@ -42,6 +43,11 @@ var decisionPool = caddy.NewUsagePool()
 // allowed, so stored certificates keep working; a domain never allowed is
 // refused, with an error rather than a denial so that Caddy logs it as a
 // failure.
+//
+// A name for which Caddy's storage holds no certificate yet is allowed only
+// while its registered domain has had fewer than new_certs_per_domain_hour
+// new certificates within the hour, so that one customer's zone cannot use
+// up the ACME account all customers share.
 type Permission struct {
 	PolicyDNS
 
@@ -64,21 +70,22 @@ type Permission struct {
 	// whose certificates are being served. Default: 10000.
 	CacheSize int `json:"cache_size,omitempty"`
 
+	// How many certificates for new names, ones Caddy's storage holds no
+	// certificate for, may be allowed within any hour under one registered
+	// domain (public suffix plus one label: example.com for
+	// mta-sts.a.w.example.com). A wildcard MX record makes every name below
+	// it a managed mail domain, and each new name an order on the ACME
+	// account all customers share; this keeps one zone from using the
+	// account up. Names with a stored certificate (restarts, renewals) do
+	// not count and are never refused for it. At least 1. Default: 10.
+	NewCertsPerDomainHour int `json:"new_certs_per_domain_hour,omitempty"`
+
+	now       func() time.Time // the clock for every TTL and the budget; time.Now but in tests
 	source    *policySource
+	stored    *storedCerts // in Caddy's storage, where CertMagic keeps them
 	decisions *decisions
 	poolKey   string
 	logger    *zap.Logger
-}
-
-// decisions remembers what DNS said, per Policy Domain.
-type decisions struct {
-	allowed *lru.Cache[string, time.Time] // when DNS last said the domain is managed
-	denied  *lru.Cache[string, denial]
-}
-
-type denial struct {
-	at  time.Time
-	err error
 }
 
 // CaddyModule returns the Caddy module information.
@@ -93,11 +100,18 @@ func (Permission) CaddyModule() caddy.ModuleInfo {
 // decisions shared with earlier configs that ask the same servers.
 func (p *Permission) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
+	if p.now == nil {
+		p.now = time.Now
+	}
+	p.stored = &storedCerts{storage: ctx.Storage(), now: p.now, logger: p.logger}
 	setDefault(&p.AllowTTL, defaultAllowTTL)
 	setDefault(&p.DenyTTL, defaultDenyTTL)
 	setDefault(&p.StaleAllow, defaultStaleAllow)
 	if p.CacheSize == 0 {
 		p.CacheSize = defaultCacheSize
+	}
+	if p.NewCertsPerDomainHour == 0 {
+		p.NewCertsPerDomainHour = defaultNewCerts
 	}
 	if p.CacheSize < 0 {
 		return fmt.Errorf("cache_size %d is negative", p.CacheSize)
@@ -123,19 +137,7 @@ func setDefault(d *caddy.Duration, def time.Duration) {
 	}
 }
 
-func newDecisions(size int) (*decisions, error) {
-	allowed, err := lru.New[string, time.Time](size)
-	if err != nil {
-		return nil, err
-	}
-	denied, err := lru.New[string, denial](size)
-	if err != nil {
-		return nil, err
-	}
-	return &decisions{allowed: allowed, denied: denied}, nil
-}
-
-// Validate checks the durations.
+// Validate checks the durations and the bound on new certificates.
 func (p *Permission) Validate() error {
 	for name, d := range map[string]caddy.Duration{
 		"allow_ttl": p.AllowTTL, "deny_ttl": p.DenyTTL, "stale_allow": p.StaleAllow,
@@ -143,6 +145,9 @@ func (p *Permission) Validate() error {
 		if d < 0 {
 			return fmt.Errorf("%s %s is negative", name, time.Duration(d))
 		}
+	}
+	if p.NewCertsPerDomainHour < 0 {
+		return fmt.Errorf("new_certs_per_domain_hour %d is negative", p.NewCertsPerDomainHour)
 	}
 	return nil
 }
@@ -159,6 +164,10 @@ func (p *Permission) Cleanup() error {
 func (p *Permission) CertificateAllowed(ctx context.Context, name string) error {
 	outcome, err := p.decide(ctx, name)
 	permissionDecisions.WithLabelValues(outcome).Inc()
+	// Check, unlike Debug, builds no fields unless debug logging is on.
+	if c := p.logger.Check(zapcore.DebugLevel, "permission decision"); c != nil {
+		c.Write(zap.String("name", name), zap.String("outcome", outcome), zap.Error(err))
+	}
 	return err
 }
 
@@ -168,39 +177,69 @@ func (p *Permission) decide(ctx context.Context, name string) (string, error) {
 	if err != nil {
 		return "denied_name", fmt.Errorf("%w: %w", caddytls.ErrPermissionDenied, err)
 	}
-	now := time.Now()
-	allowedAt, wasAllowed := p.decisions.allowed.Get(domain)
-	if wasAllowed && now.Sub(allowedAt) < time.Duration(p.AllowTTL) {
+	if outcome, err := p.remembered(domain); outcome != "" {
+		return outcome, err
+	}
+	lookup := p.decisions.start(p.now())
+	_, err = p.source.lookup(ctx, domain)
+	switch {
+	case err == nil:
+		return p.allowManaged(ctx, name, domain, lookup)
+	case errors.Is(err, errNotManaged):
+		lookup.err = fmt.Errorf("%w: %w", caddytls.ErrPermissionDenied, err)
+		p.decisions.record(domain, lookup)
+		return "denied", lookup.err
+	}
+	return p.noAnswer(name, domain, lookup, err)
+}
+
+// remembered returns the outcome and the answer remembered for domain, or
+// no outcome when nothing is remembered within its TTL.
+func (p *Permission) remembered(domain string) (string, error) {
+	now := p.now()
+	if a, ok := p.decisions.allowed.Get(domain); ok && now.Sub(a.at) < time.Duration(p.AllowTTL) {
 		return "allowed_cached", nil
 	}
 	if d, ok := p.decisions.denied.Get(domain); ok && now.Sub(d.at) < time.Duration(p.DenyTTL) {
 		return "denied_cached", d.err
 	}
+	return "", nil
+}
 
-	_, err = p.source.lookup(ctx, domain)
-	switch {
-	case err == nil:
-		p.decisions.allowed.Add(domain, now)
-		p.decisions.denied.Remove(domain)
-		return "allowed", nil
-	case errors.Is(err, errNotManaged):
-		p.decisions.allowed.Remove(domain)
-		err = fmt.Errorf("%w: %w", caddytls.ErrPermissionDenied, err)
-		p.decisions.denied.Add(domain, denial{at: now, err: err})
-		return "denied", err
+// allowManaged decides for name, whose domain DNS has just said is
+// managed: allowed, unless Caddy's storage has no certificate for name and
+// its registered domain has used up its new certificates for the hour.
+func (p *Permission) allowManaged(ctx context.Context, name, domain string, lookup decision) (string, error) {
+	if !p.stored.has(ctx, name) {
+		registered := registeredDomain(domain)
+		if !p.decisions.newCerts.take(registered, lookup.at, p.NewCertsPerDomainHour) {
+			lookup.err = fmt.Errorf("%w: names under %s had %d new certificates within the hour, the most new_certs_per_domain_hour allows",
+				caddytls.ErrPermissionDenied, registered, p.NewCertsPerDomainHour)
+			p.decisions.record(domain, lookup)
+			p.logger.Warn("refusing a certificate for a new name: its registered domain had as many new certificates within the hour as allowed",
+				zap.String("name", name), zap.String("registered_domain", registered),
+				zap.Int("new_certs_per_domain_hour", p.NewCertsPerDomainHour))
+			return "denied_rate", lookup.err
+		}
 	}
+	p.decisions.record(domain, lookup)
+	return "allowed", nil
+}
 
-	// DNS failed, or published an invalid policy: there is no answer.
-	if wasAllowed && now.Sub(allowedAt) < time.Duration(p.StaleAllow) {
+// noAnswer decides for name when DNS failed, or published an invalid
+// policy: allowed if DNS said domain is managed within stale_allow, and
+// otherwise refused with an error that is no denial.
+func (p *Permission) noAnswer(name, domain string, lookup decision, err error) (string, error) {
+	if a, ok := p.decisions.allowed.Peek(domain); ok && lookup.at.Sub(a.at) < time.Duration(p.StaleAllow) {
 		p.logger.Warn("DNS lookup failed; allowing a certificate for a domain that was managed recently",
-			zap.String("name", name), zap.Time("last_managed", allowedAt), zap.Error(err))
+			zap.String("name", name), zap.Time("last_managed", a.at), zap.Error(err))
 		return "allowed_stale", nil
 	}
 	// Remembering the failure spares the handshakes that follow from each
 	// waiting out the timeout while DNS is down.
-	err = fmt.Errorf("cannot tell whether %s is managed: %w", domain, err)
-	p.decisions.denied.Add(domain, denial{at: now, err: err})
-	return "failed", err
+	lookup.err = fmt.Errorf("cannot tell whether %s is managed: %w", domain, err)
+	p.decisions.record(domain, lookup)
+	return "failed", lookup.err
 }
 
 // Interface guards

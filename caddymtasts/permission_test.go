@@ -2,7 +2,11 @@ package caddymtasts
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,12 +16,34 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
+// testContext returns a context like the one Caddy provisions a config
+// in: its storage (certmagic.FileStorage) in a temporary directory, its
+// logs at level, written nowhere.
+func testContext(tb testing.TB, level string) caddy.Context {
+	tb.Helper()
+	var cfg caddy.Config
+	err := json.Unmarshal(fmt.Appendf(nil, `{
+		"storage": {"module": "file_system", "root": %q},
+		"logging": {"logs": {"default": {"level": %q, "writer": {"output": "discard"}}}}
+	}`, tb.TempDir(), level), &cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	base, err := caddy.ProvisionContext(&cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := caddy.NewContext(base)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
 // provision provisions and validates p like Caddy does when it loads a
-// config; the caller cleans it up (Caddy does when the config is unloaded).
+// config, with debug logs on so that each decision is logged; the caller
+// cleans it up (Caddy does when the config is unloaded).
 func provision(t *testing.T, p *Permission) *Permission {
 	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
+	ctx := testContext(t, "DEBUG")
 	if err := p.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -104,23 +130,71 @@ func TestPermissionDeniesOtherNamesWithoutDNS(t *testing.T) {
 	}
 }
 
+// testClock is a clock that moves only when told to.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newTestClock() *testClock {
+	return &testClock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// expectOutcome checks what decide answers for name, and that the error
+// goes with the outcome.
+func expectOutcome(t *testing.T, p *Permission, name, want string) {
+	t.Helper()
+	outcome, err := p.decide(context.Background(), name)
+	if outcome != want {
+		t.Errorf("decide(%q) = %s, %v; want %s", name, outcome, err, want)
+	}
+	if wantVerdict := outcomeVerdict(want); verdictOf(err) != wantVerdict {
+		t.Errorf("decide(%q) = %s, %v; want %v", name, outcome, err, wantVerdict)
+	}
+}
+
+func outcomeVerdict(outcome string) verdict {
+	switch {
+	case strings.HasPrefix(outcome, "allowed"):
+		return allow
+	case strings.HasPrefix(outcome, "denied"):
+		return deny
+	}
+	return fail
+}
+
 func TestPermissionRemembersDecisions(t *testing.T) {
 	d := startDNS(t)
-	const ttl = 300 * time.Millisecond
+	clock := newTestClock()
+	const ttl = time.Minute
 	p := provisioned(t, &Permission{
 		PolicyDNS: PolicyDNS{Servers: []string{d.addr}},
 		AllowTTL:  caddy.Duration(ttl),
 		DenyTTL:   caddy.Duration(ttl),
+		now:       clock.now,
 	})
-	for name, v := range map[string]verdict{"mta-sts.example.com": allow, "mta-sts.not-hosted.example": deny} {
+	for name, outcome := range map[string]string{"mta-sts.example.com": "allowed", "mta-sts.not-hosted.example": "denied"} {
 		before := lookupCount(t)
-		expectVerdicts(t, p, map[string]verdict{name: v})
-		expectVerdicts(t, p, map[string]verdict{name: v})
+		expectOutcome(t, p, name, outcome)
+		clock.advance(ttl - 1)
+		expectOutcome(t, p, name, outcome+"_cached")
 		if n := lookupCount(t) - before; n != 1 {
 			t.Errorf("%s: %v DNS lookups for two handshakes within the TTL, want 1", name, n)
 		}
-		time.Sleep(ttl + 50*time.Millisecond)
-		expectVerdicts(t, p, map[string]verdict{name: v})
+		clock.advance(1)
+		expectOutcome(t, p, name, outcome)
 		if n := lookupCount(t) - before; n != 2 {
 			t.Errorf("%s: %v DNS lookups after the TTL passed, want 2", name, n)
 		}
@@ -129,38 +203,33 @@ func TestPermissionRemembersDecisions(t *testing.T) {
 
 func TestPermissionDuringDNSOutage(t *testing.T) {
 	d := startDNS(t)
-	const stale = 500 * time.Millisecond
+	clock := newTestClock()
+	const ttl, stale = time.Minute, time.Hour
 	p := provisioned(t, &Permission{
 		PolicyDNS:  PolicyDNS{Servers: []string{d.addr}, Timeout: caddy.Duration(time.Second)},
-		AllowTTL:   1, // nanosecond: ask DNS every time
-		DenyTTL:    1,
+		AllowTTL:   caddy.Duration(ttl),
 		StaleAllow: caddy.Duration(stale),
+		now:        clock.now,
 	})
-	expectVerdicts(t, p, map[string]verdict{"mta-sts.example.com": allow})
-	allowedAt := time.Now()
+	expectOutcome(t, p, "mta-sts.example.com", "allowed")
 	d.stop()
+	clock.advance(ttl)
 
-	staleBefore := total(t, permissionDecisions.WithLabelValues("allowed_stale"))
-	expectVerdicts(t, p, map[string]verdict{
-		"mta-sts.example.com": allow, // allowed recently
-		"mta-sts.example.net": fail,  // never allowed
-	})
-	if n := total(t, permissionDecisions.WithLabelValues("allowed_stale")) - staleBefore; n != 1 {
-		t.Errorf("%v stale allowances counted, want 1", n)
-	}
-	time.Sleep(time.Until(allowedAt.Add(stale + 50*time.Millisecond)))
-	expectVerdicts(t, p, map[string]verdict{"mta-sts.example.com": fail})
+	expectOutcome(t, p, "mta-sts.example.com", "allowed_stale") // allowed recently
+	expectOutcome(t, p, "mta-sts.example.net", "failed")        // never allowed
+	clock.advance(stale - ttl - 1)
+	expectOutcome(t, p, "mta-sts.example.com", "allowed_stale")
+	clock.advance(1)
+	expectOutcome(t, p, "mta-sts.example.com", "failed")
 }
 
 func TestPermissionDecisionsSurviveReload(t *testing.T) {
 	d := startDNS(t)
-	config := Permission{
-		PolicyDNS: PolicyDNS{Servers: []string{d.addr}},
-		AllowTTL:  1, // nanosecond: ask DNS every time
-	}
+	clock := newTestClock()
+	config := Permission{PolicyDNS: PolicyDNS{Servers: []string{d.addr}}, now: clock.now}
 	old := config
 	provision(t, &old)
-	expectVerdicts(t, &old, map[string]verdict{"mta-sts.example.com": allow})
+	expectOutcome(t, &old, "mta-sts.example.com", "allowed")
 
 	// A reload provisions the new config before it cleans up the old one.
 	next := config
@@ -169,26 +238,27 @@ func TestPermissionDecisionsSurviveReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.stop()
-	expectVerdicts(t, &next, map[string]verdict{"mta-sts.example.com": allow})
+	clock.advance(defaultAllowTTL)
+	expectOutcome(t, &next, "mta-sts.example.com", "allowed_stale")
 
 	// Once no config uses them, the decisions are gone.
 	if err := next.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
 	fresh := provisioned(t, &config)
-	expectVerdicts(t, fresh, map[string]verdict{"mta-sts.example.com": fail})
+	expectOutcome(t, fresh, "mta-sts.example.com", "failed")
 }
 
 func TestPermissionConfigErrors(t *testing.T) {
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
+	ctx := testContext(t, "ERROR")
 	for name, p := range map[string]*Permission{
-		"negative allow_ttl":   {AllowTTL: -1},
-		"negative deny_ttl":    {DenyTTL: -1},
-		"negative stale_allow": {StaleAllow: -1},
-		"negative cache_size":  {CacheSize: -1},
-		"negative timeout":     {PolicyDNS: PolicyDNS{Timeout: -1}},
-		"server without host":  {PolicyDNS: PolicyDNS{Servers: []string{":53"}}},
+		"negative allow_ttl":                 {AllowTTL: -1},
+		"negative deny_ttl":                  {DenyTTL: -1},
+		"negative stale_allow":               {StaleAllow: -1},
+		"negative cache_size":                {CacheSize: -1},
+		"negative new_certs_per_domain_hour": {NewCertsPerDomainHour: -1},
+		"negative timeout":                   {PolicyDNS: PolicyDNS{Timeout: -1}},
+		"server without host":                {PolicyDNS: PolicyDNS{Servers: []string{":53"}}},
 	} {
 		err := p.Provision(ctx)
 		if err == nil {
@@ -227,4 +297,46 @@ func total(t *testing.T, c prometheus.Collector) float64 {
 		n += pb.GetCounter().GetValue() + float64(pb.GetHistogram().GetSampleCount())
 	}
 	return n
+}
+
+func TestPermissionOlderLookupsLoseToNewerOnes(t *testing.T) {
+	d := startDNS(t)
+	for _, tc := range []struct {
+		name, domain string
+		fresh        string // the outcome of the newer lookup
+		old          error  // what the older lookup finished with
+	}{
+		// A lookup starts while the domain is still managed, a newer one
+		// finds it gone, then the older one finishes.
+		{"mta-sts.not-hosted.example", "not-hosted.example", "denied", nil},
+		// And the other way round: a domain that has just been added.
+		{"mta-sts.example.com", "example.com", "allowed", fmt.Errorf("%w: gone", caddytls.ErrPermissionDenied)},
+		{"mta-sts.example.net", "example.net", "allowed", errors.New("timeout")},
+	} {
+		clock := newTestClock()
+		p := provisioned(t, &Permission{PolicyDNS: PolicyDNS{Servers: []string{d.addr}}, now: clock.now})
+		old := p.decisions.start(clock.now())
+		old.err = tc.old
+		clock.advance(time.Second)
+		expectOutcome(t, p, tc.name, tc.fresh)
+		if p.decisions.record(tc.domain, old) {
+			t.Errorf("%s: the older lookup's decision was recorded over the newer one", tc.name)
+		}
+		expectOutcome(t, p, tc.name, tc.fresh+"_cached")
+	}
+}
+
+func TestPermissionOlderLookupsLoseToForgottenOnes(t *testing.T) {
+	d := startDNS(t)
+	clock := newTestClock()
+	p := provisioned(t, &Permission{PolicyDNS: PolicyDNS{Servers: []string{d.addr}}, CacheSize: 2, now: clock.now})
+	old := p.decisions.start(clock.now())
+	expectOutcome(t, p, "mta-sts.not-hosted.example", "denied")
+	// Bogus names push the newer denial out of the full cache.
+	expectOutcome(t, p, "mta-sts.bogus1.example", "denied")
+	expectOutcome(t, p, "mta-sts.bogus2.example", "denied")
+	if p.decisions.record("not-hosted.example", old) {
+		t.Error("the older lookup's allow was recorded once the newer denial was forgotten")
+	}
+	expectOutcome(t, p, "mta-sts.not-hosted.example", "denied")
 }
