@@ -52,6 +52,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	    deny_ttl    <duration>
 //	    stale_allow <duration>
 //	    cache_size  <entries>
+//	    new_certs_per_domain_hour <certificates>
 //	}
 func (p *Permission) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // module name
@@ -68,13 +69,9 @@ func (p *Permission) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "stale_allow":
 			err = unmarshalDuration(d, &p.StaleAllow)
 		case "cache_size":
-			var arg string
-			if !d.AllArgs(&arg) {
-				return d.ArgErr()
-			}
-			if p.CacheSize, err = strconv.Atoi(arg); err != nil {
-				err = d.Errf("cache_size: %v", err)
-			}
+			err = unmarshalCount(d, &p.CacheSize)
+		case "new_certs_per_domain_hour":
+			err = unmarshalCount(d, &p.NewCertsPerDomainHour)
 		default:
 			err = p.PolicyDNS.unmarshalOption(d)
 		}
@@ -111,6 +108,22 @@ func unmarshalDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 		return d.Errf("%s: %v", option, err)
 	}
 	*dst = caddy.Duration(dur)
+	return nil
+}
+
+// unmarshalCount reads the one argument of the current subdirective, a
+// whole number of at least 1.
+func unmarshalCount(d *caddyfile.Dispenser, dst *int) error {
+	option := d.Val()
+	var arg string
+	if !d.AllArgs(&arg) {
+		return d.ArgErr()
+	}
+	n, err := strconv.Atoi(arg)
+	if err != nil || n < 1 {
+		return d.Errf("%s: want a whole number of at least 1, not %q", option, arg)
+	}
+	*dst = n
 	return nil
 }
 

@@ -50,6 +50,7 @@ func TestAdaptCaddyfile(t *testing.T) {
 			deny_ttl 10s
 			stale_allow 12h
 			cache_size 500
+			new_certs_per_domain_hour 20
 		}
 	}
 }
@@ -88,7 +89,8 @@ https:// {
 				"allow_ttl": 300000000000,
 				"deny_ttl": 10000000000,
 				"stale_allow": 43200000000000,
-				"cache_size": 500
+				"cache_size": 500,
+				"new_certs_per_domain_hour": 20
 			}}
 		}}
 	}}`)
@@ -145,6 +147,23 @@ func TestAdaptRejects(t *testing.T) {
 	} {
 		if got, _, err := adapt(t, caddyfile); err == nil {
 			t.Errorf("%s: adapted to %s", name, got)
+		}
+	}
+}
+
+func TestAdaptRejectsBadCountWithItsLine(t *testing.T) {
+	for _, value := range []string{"0", "-1", "ten", "1.5"} {
+		_, _, err := adapt(t, `{
+	on_demand_tls {
+		permission mta_sts {
+			servers 192.0.2.53
+			new_certs_per_domain_hour `+value+`
+		}
+	}
+}
+`)
+		if err == nil || !strings.Contains(err.Error(), "Caddyfile:5") || !strings.Contains(err.Error(), "new_certs_per_domain_hour") {
+			t.Errorf("new_certs_per_domain_hour %s: got error %v, want one naming the option and Caddyfile:5", value, err)
 		}
 	}
 }
