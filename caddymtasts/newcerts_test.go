@@ -3,6 +3,8 @@ package caddymtasts
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,5 +130,28 @@ func TestRegisteredDomain(t *testing.T) {
 		if got := registeredDomain(domain); got != want {
 			t.Errorf("registeredDomain(%q) = %q, want %q", domain, got, want)
 		}
+	}
+}
+
+func TestPermissionBoundHoldsUnderConcurrentHandshakes(t *testing.T) {
+	d := startDNS(t)
+	const bound, names = 5, 40
+	p := provisioned(t, &Permission{
+		PolicyDNS:             PolicyDNS{Servers: []string{d.addr}},
+		NewCertsPerDomainHour: bound,
+	})
+	addWildcardMX(t, d, p)
+	var allowed atomic.Int32
+	var wg sync.WaitGroup
+	for i := range names {
+		wg.Go(func() {
+			if p.CertificateAllowed(context.Background(), wildcardName(i)) == nil {
+				allowed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := allowed.Load(); n != bound {
+		t.Errorf("%d of %d new names allowed at once, want %d", n, names, bound)
 	}
 }

@@ -67,7 +67,9 @@ type Permission struct {
 	// How many allowed domains, and separately how many denied domains,
 	// are remembered; the least recently used are forgotten first. Keeping
 	// them apart means a flood of bogus names cannot push out the domains
-	// whose certificates are being served. Default: 10000.
+	// whose certificates are being served. As many registered domains have
+	// their new certificates counted (new_certs_per_domain_hour).
+	// Default: 10000.
 	CacheSize int `json:"cache_size,omitempty"`
 
 	// How many certificates for new names, ones Caddy's storage holds no
@@ -82,7 +84,7 @@ type Permission struct {
 
 	now       func() time.Time // the clock for every TTL and the budget; time.Now but in tests
 	source    *policySource
-	stored    *storedCerts // in Caddy's storage, where CertMagic keeps them
+	stored    *storedCerts // which names have a certificate in Caddy's storage
 	decisions *decisions
 	poolKey   string
 	logger    *zap.Logger
