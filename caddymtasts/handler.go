@@ -7,6 +7,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 func init() {
@@ -35,7 +37,8 @@ const retryAfter = "300"
 type Handler struct {
 	PolicyDNS
 
-	source *policySource
+	source   *policySource
+	failures *rateLog
 }
 
 // CaddyModule returns the Caddy module information.
@@ -46,13 +49,14 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets up the DNS client.
+// Provision sets up the DNS client and the log of failed lookups.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	source, err := h.PolicyDNS.source()
 	if err != nil {
 		return err
 	}
 	h.source = source
+	h.failures = newRateLog(ctx.Logger(), failureLogInterval)
 	return registerMetrics(ctx.GetMetricsRegistry())
 }
 
@@ -72,15 +76,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	body, err := h.source.lookup(r.Context(), domain)
 	if err != nil {
-		policyRequests.WithLabelValues(lookupResult(err)).Inc()
+		outcome := lookupResult(err)
+		policyRequests.WithLabelValues(outcome).Inc()
 		if errors.Is(err, errNotManaged) {
 			return caddyhttp.Error(http.StatusNotFound, err)
 		}
-		// Failing closed: senders keep their cached policy, or deliver as
-		// if there were none (RFC 8461 §3.3); a body we cannot vouch for
-		// would be worse than either.
-		w.Header().Set("Retry-After", retryAfter)
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		h.unavailable(w, outcome, domain, err)
+		return nil
 	}
 	policyRequests.WithLabelValues("served").Inc()
 	hdr := w.Header()
@@ -95,6 +97,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// left to be reported to.
 	_, _ = w.Write(body)
 	return nil
+}
+
+// unavailable answers 503 to a request whose policy could not be read, and
+// logs the failure at a bounded rate. Failing closed: senders keep their
+// cached policy, or deliver as if there were none (RFC 8461 §3.3); a body
+// we cannot vouch for would be worse than either.
+//
+// The handler writes this response itself rather than return the error:
+// Caddy logs every handler error with a status of 500 or more at ERROR
+// level with the whole request, about 650 bytes, so a DNS outage under load
+// wrote megabytes a second, one line per request. In exchange handle_errors
+// does not see these 503s. A 404 still goes to Caddy, which logs it at
+// DEBUG level only.
+func (h *Handler) unavailable(w http.ResponseWriter, outcome, domain string, err error) {
+	hdr := w.Header()
+	hdr.Set("Retry-After", retryAfter)
+	hdr.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	h.failures.log(zapcore.ErrorLevel, outcome, "cannot read the MTA-STS policy from DNS; answering 503",
+		zap.String("domain", domain), zap.Error(err))
 }
 
 // Cleanup closes the DNS connections.

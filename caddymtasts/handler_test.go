@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 )
 
 func provisionHandler(t *testing.T, servers ...string) *Handler {
@@ -19,6 +20,8 @@ func provisionHandler(t *testing.T, servers ...string) *Handler {
 	if err := h.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Without a config, ctx.Logger() is a development logger on stderr.
+	h.failures = newRateLog(zap.NewNop(), failureLogInterval)
 	return h
 }
 
