@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io/fs"
 	"path"
-	"strings"
 	"sync"
 	"time"
 
@@ -56,12 +55,9 @@ func (b *certBudget) take(registered string, now time.Time, limit int) bool {
 // registeredDomain returns the domain under which domain was registered:
 // its public suffix plus one label, example.com for a.w.example.com or
 // example.co.uk for a.example.co.uk. Under a TLD the Public Suffix List does
-// not know (.test, .example, an internal one) it cannot tell where the
-// registrations are, so each domain stands for itself.
+// not know (.test, an internal one) the list's default rule applies: the
+// TLD is the suffix, so a.w.example.test counts under example.test.
 func registeredDomain(domain string) string {
-	if suffix, icann := publicsuffix.PublicSuffix(domain); !icann && !strings.Contains(suffix, ".") {
-		return domain
-	}
 	registered, err := publicsuffix.EffectiveTLDPlusOne(domain)
 	if err != nil { // domain is a public suffix itself
 		return domain

@@ -118,14 +118,15 @@ func TestPermissionAllowsStoredCertsBeyondTheBound(t *testing.T) {
 
 func TestRegisteredDomain(t *testing.T) {
 	for domain, want := range map[string]string{
-		"example.com":           "example.com",
-		"a.w.example.com":       "example.com",
-		"a.b.example.co.uk":     "example.co.uk",
-		"customer.github.io":    "customer.github.io", // a private suffix
-		"a.customer.github.io":  "customer.github.io",
-		"co.uk":                 "co.uk", // a public suffix itself
-		"a.w.bench.test":        "a.w.bench.test",
-		"xn--bcher-kva.example": "xn--bcher-kva.example",
+		"example.com":             "example.com",
+		"a.w.example.com":         "example.com",
+		"a.b.example.co.uk":       "example.co.uk",
+		"customer.github.io":      "customer.github.io", // a private suffix
+		"a.customer.github.io":    "customer.github.io",
+		"co.uk":                   "co.uk",      // a public suffix itself
+		"a.w.bench.test":          "bench.test", // not in the list: its default rule
+		"xn--bcher-kva.example":   "xn--bcher-kva.example",
+		"a.xn--bcher-kva.example": "xn--bcher-kva.example",
 	} {
 		if got := registeredDomain(domain); got != want {
 			t.Errorf("registeredDomain(%q) = %q, want %q", domain, got, want)
