@@ -88,6 +88,7 @@ type Permission struct {
 	decisions *decisions
 	poolKey   string
 	logger    *zap.Logger
+	warnings  *rateLog // the warnings that repeat with every handshake while they last
 }
 
 // CaddyModule returns the Caddy module information.
@@ -106,6 +107,8 @@ func (p *Permission) Provision(ctx caddy.Context) error {
 		p.now = time.Now
 	}
 	p.stored = &storedCerts{storage: ctx.Storage(), now: p.now, logger: p.logger}
+	p.warnings = newRateLog(p.logger, failureLogInterval)
+	p.warnings.now = p.now
 	setDefault(&p.AllowTTL, defaultAllowTTL)
 	setDefault(&p.DenyTTL, defaultDenyTTL)
 	setDefault(&p.StaleAllow, defaultStaleAllow)
@@ -218,7 +221,7 @@ func (p *Permission) allowManaged(ctx context.Context, name, domain string, look
 			lookup.err = fmt.Errorf("%w: names under %s had %d new certificates within the hour, the most new_certs_per_domain_hour allows",
 				caddytls.ErrPermissionDenied, registered, p.NewCertsPerDomainHour)
 			p.decisions.record(domain, lookup)
-			p.logger.Warn("refusing a certificate for a new name: its registered domain had as many new certificates within the hour as allowed",
+			p.warnings.log(zap.WarnLevel, "denied_rate", "refusing a certificate for a new name: its registered domain had as many new certificates within the hour as allowed",
 				zap.String("name", name), zap.String("registered_domain", registered),
 				zap.Int("new_certs_per_domain_hour", p.NewCertsPerDomainHour))
 			return "denied_rate", lookup.err
@@ -233,7 +236,7 @@ func (p *Permission) allowManaged(ctx context.Context, name, domain string, look
 // otherwise refused with an error that is no denial.
 func (p *Permission) noAnswer(name, domain string, lookup decision, err error) (string, error) {
 	if a, ok := p.decisions.allowed.Peek(domain); ok && lookup.at.Sub(a.at) < time.Duration(p.StaleAllow) {
-		p.logger.Warn("DNS lookup failed; allowing a certificate for a domain that was managed recently",
+		p.warnings.log(zap.WarnLevel, "allowed_stale", "DNS lookup failed; allowing a certificate for a domain that was managed recently",
 			zap.String("name", name), zap.Time("last_managed", a.at), zap.Error(err))
 		return "allowed_stale", nil
 	}
