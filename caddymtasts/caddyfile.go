@@ -86,10 +86,16 @@ func (p *Permission) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 func (c *PolicyDNS) unmarshalOption(d *caddyfile.Dispenser) error {
 	switch d.Val() {
 	case "servers":
-		c.Servers = append(c.Servers, d.RemainingArgs()...)
-		if len(c.Servers) == 0 {
+		args := d.RemainingArgs()
+		if len(args) == 0 {
 			return d.ArgErr()
 		}
+		for _, a := range args {
+			if _, err := serverAddress(a); err != nil {
+				return d.Errf("servers: %v", err)
+			}
+		}
+		c.Servers = append(c.Servers, args...)
 		return nil
 	case "timeout":
 		return unmarshalDuration(d, &c.Timeout)
@@ -106,6 +112,9 @@ func unmarshalDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 	dur, err := caddy.ParseDuration(arg)
 	if err != nil {
 		return d.Errf("%s: %v", option, err)
+	}
+	if dur < 0 {
+		return d.Errf("%s: %s is negative", option, arg)
 	}
 	*dst = caddy.Duration(dur)
 	return nil

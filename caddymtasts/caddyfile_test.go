@@ -168,6 +168,35 @@ func TestAdaptRejectsBadCountWithItsLine(t *testing.T) {
 	}
 }
 
+// Mistakes a user made that once passed caddy adapt fail there, naming
+// the option and the line.
+func TestAdaptRejectsBadValuesWithTheirLine(t *testing.T) {
+	for option, want := range map[string]string{
+		"allow_ttl -5m":          "allow_ttl: -5m is negative",
+		"deny_ttl -1s":           "deny_ttl: -1s is negative",
+		"timeout -3s":            "timeout: -3s is negative",
+		"servers 127.0.0.1:abc":  `servers: DNS server "127.0.0.1:abc": want host or host:port, with a port from 1 to 65535`,
+		"servers 192.0.2.53 :53": `servers: DNS server ":53"`,
+	} {
+		_, _, err := adapt(t, `{
+	on_demand_tls {
+		permission mta_sts {
+			servers 192.0.2.53
+			`+option+`
+		}
+	}
+}
+`)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Caddyfile:5") {
+			t.Errorf("%s: got error %v, want one containing %q and Caddyfile:5", option, err, want)
+		}
+	}
+	_, _, err := adapt(t, "https:// {\n\tmta_sts {\n\t\tservers 127.0.0.1:abc\n\t}\n}\n")
+	if err == nil || !strings.Contains(err.Error(), "Caddyfile:3") {
+		t.Errorf("handler with a bad server: got error %v, want one naming Caddyfile:3", err)
+	}
+}
+
 func TestAdaptCaddyfileExample(t *testing.T) {
 	example, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
