@@ -24,6 +24,8 @@ func table(args []string) error {
 	domains := fs.Int("domains", 0, "domains in the DNS comparison zone")
 	scales := fs.String("scales", "", "domain counts of the scale runs")
 	elapsed := fs.Int("elapsed", 0, "seconds bench/run took")
+	baseline := fs.String("baseline", "", "revision of the baseline (BENCH_BASELINE), if one ran")
+	permBaseFile := fs.String("permission-baseline", "", "output of the permission benchmarks of the baseline")
 	fs.Parse(args)
 
 	s, err := readSamples(*samplesFile)
@@ -36,14 +38,33 @@ func table(args []string) error {
 	t.compare(s, "c    A with mtasts / without", "dns.c_with", "dns.c_without", "qps", ">= 0.97", 0.97)
 	t.compare(s, "d/a  cache+mtasts / static", "dns.d", "dns.a", "qps", ">= 0.95", 0.95)
 
-	t.section(fmt.Sprintf("HTTPS  one Caddy (GOMAXPROCS=1) and the CoreDNS it asks share cpu 1, wrk -t1 -c10 on cpu 0; %d rounds x %ds; req/s (server CPU us/request, wrk CPU%%)", *rounds, *secs))
-	t.compare(s, "keep-alive   mta_sts / respond", "https.ka.mtasts", "https.ka.respond", "rps", "-", 0)
-	t.compare(s, "new TLS conn mta_sts / respond", "https.new.mtasts", "https.new.respond", "rps", ">= 0.9", 0.9)
+	if *baseline == "" {
+		t.section(fmt.Sprintf("HTTPS  one Caddy (GOMAXPROCS=1) and the CoreDNS it asks share cpu 1, wrk -t1 -c10 on cpu 0; %d rounds x %ds; req/s (server CPU us/request, wrk CPU%%)", *rounds, *secs))
+		t.compare(s, "keep-alive   mta_sts / respond", "https.ka.mtasts", "https.ka.respond", "rps", "-", 0)
+		t.compare(s, "new TLS conn mta_sts / respond", "https.new.mtasts", "https.new.respond", "rps", ">= 0.9", 0.9)
+	} else {
+		t.section(fmt.Sprintf("HTTPS  current and baseline %s: two pairs of one Caddy (GOMAXPROCS=1) and the CoreDNS it asks, all on cpu 1, wrk -t1 -c10 on cpu 0; %d rounds x %ds, both pairs in every round; req/s (server CPU us/request, wrk CPU%%)", *baseline, *rounds, *secs))
+		t.compare(s, "current  keep-alive   mta_sts / respond", "https.ka.mtasts", "https.ka.respond", "rps", "-", 0)
+		t.compare(s, "baseline keep-alive   mta_sts / respond", "https.base.ka.mtasts", "https.base.ka.respond", "rps", "-", 0)
+		t.compare(s, "current  new TLS conn mta_sts / respond", "https.new.mtasts", "https.new.respond", "rps", ">= 0.9", 0.9)
+		t.compare(s, "baseline new TLS conn mta_sts / respond", "https.base.new.mtasts", "https.base.new.respond", "rps", ">= 0.9", 0.9)
+		t.ratios(s, "keep-alive   ratio, current / baseline", "https.ka", "https.base.ka")
+		t.ratios(s, "new TLS conn ratio, current / baseline", "https.new", "https.base.new")
+		t.compare(s, "keep-alive   mta_sts, current / baseline", "https.ka.mtasts", "https.base.ka.mtasts", "rps", "-", 0)
+		t.compare(s, "new TLS conn mta_sts, current / baseline", "https.new.mtasts", "https.base.new.mtasts", "rps", "-", 0)
+		t.compare(s, "new TLS conn respond, current / baseline", "https.new.respond", "https.base.new.respond", "rps", "control", 0)
+	}
 
 	if _, err := os.Stat(*permFile); err == nil {
 		t.section("Permission check  go test -bench 'BenchmarkPermission|BenchmarkPolicyLookup' ./caddymtasts (in-process CoreDNS over TCP); medians over -count runs")
 		if err := t.permission(*permFile); err != nil {
 			return err
+		}
+		if _, err := os.Stat(*permBaseFile); err == nil && *baseline != "" {
+			t.section(fmt.Sprintf("Permission check, current / baseline %s  the same benchmarks from each tree, one -count each per round, interleaved; medians over %d rounds", *baseline, *rounds))
+			if err := t.permissionCompare(*permFile, *permBaseFile); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -66,6 +87,12 @@ func table(args []string) error {
 	for _, k := range s.order {
 		if strings.HasSuffix(k, ".nomtasts.rcodes") {
 			continue // without mtasts, _mta-sts names do not exist
+		}
+		if strings.HasSuffix(k, ".idle") {
+			if xs := s.nums(k); len(xs) > 0 && slices.Max(xs) > 1 {
+				notes = append(notes, fmt.Sprintf("%s (%% of a core the other pair used): %s", k, strings.Join(s.raw[k], " ")))
+			}
+			continue
 		}
 		if strings.HasSuffix(k, ".rcodes") || strings.HasSuffix(k, ".errors") || (strings.HasSuffix(k, ".lost") && !allZero(s.raw[k])) {
 			notes = append(notes, fmt.Sprintf("%s: %s", k, strings.Join(s.raw[k], " ")))
@@ -170,6 +197,42 @@ func (t *tab) compare(s *samples, name, b, a, metric, target string, min float64
 	t.row(name, side(b, bs), side(a, as), fmt.Sprintf("%.2f", ratio), spread, target, verdict)
 }
 
+// ratios adds a row comparing the mta_sts/respond ratio of two pairs (key
+// prefixes b and a, as "https.new"): the ratio of each by throughput, and in
+// parentheses by server CPU per request (respond's over mta_sts', so that
+// both read as "mta_sts relative to respond"); then their ratio, and its
+// range over the rounds (each round ran all four).
+func (t *tab) ratios(s *samples, name, b, a string) {
+	per := func(p string) ([]float64, string, bool) {
+		m, r := s.nums(p+".mtasts.rps"), s.nums(p+".respond.rps")
+		if len(m) == 0 || len(r) == 0 {
+			return nil, "", false
+		}
+		var xs []float64
+		for i := range min2(len(m), len(r)) {
+			xs = append(xs, m[i]/r[i])
+		}
+		cell := fmt.Sprintf("%.2f", median(m)/median(r))
+		if mc, rc := median(s.nums(p+".mtasts.cpu")), median(s.nums(p+".respond.cpu")); mc > 0 && rc > 0 {
+			cell += fmt.Sprintf(" (CPU %.2f)", rc/mc)
+		}
+		return xs, cell, true
+	}
+	bs, bcell, okb := per(b)
+	as, acell, oka := per(a)
+	if !okb || !oka {
+		t.row(name, "no data", "", "", "", "-", "")
+		return
+	}
+	var rr []float64
+	for i := range min2(len(as), len(bs)) {
+		rr = append(rr, bs[i]/as[i])
+	}
+	ratio := (median(s.nums(b+".mtasts.rps")) / median(s.nums(b+".respond.rps"))) /
+		(median(s.nums(a+".mtasts.rps")) / median(s.nums(a+".respond.rps")))
+	t.row(name, bcell, acell, fmt.Sprintf("%.2f", ratio), fmt.Sprintf("%.2f-%.2f", slices.Min(rr), slices.Max(rr)), "-", "")
+}
+
 // memory adds a row for with/without, in MiB; unit is the bytes per sample unit.
 func (t *tab) memory(s *samples, name, with, without string, unit float64, target string, max float64) {
 	w, wo := median(s.nums(with)), median(s.nums(without))
@@ -187,12 +250,17 @@ func (t *tab) memory(s *samples, name, with, without string, unit float64, targe
 
 var benchLine = regexp.MustCompile(`^Benchmark(?:Permission/|(PolicyLookup/))(\S+?)(-\d+)?\s+\d+\s+(.*)$`)
 
-// permission adds the rows of the permission benchmarks: mean and
-// percentiles of single calls.
-func (t *tab) permission(name string) error {
+// permResults are the permission benchmarks' results: for each benchmark,
+// in the order of the file, each metric's values in the order of the runs.
+type permResults struct {
+	metrics map[string]map[string][]float64
+	order   []string
+}
+
+func readPermission(name string) (*permResults, error) {
 	f, err := os.Open(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	metrics := map[string]map[string][]float64{}
@@ -218,18 +286,25 @@ func (t *tab) permission(name string) error {
 			}
 		}
 	}
+	return &permResults{metrics, order}, sc.Err()
+}
+
+// permission adds the rows of the permission benchmarks: mean and
+// percentiles of single calls.
+func (t *tab) permission(name string) error {
+	r, err := readPermission(name)
+	if err != nil {
+		return err
+	}
+	metrics, order := r.metrics, r.order
 	if len(order) == 0 {
 		t.row("permission benchmarks", "no data")
 		return nil
 	}
-	us := func(ns float64) string { return fmt.Sprintf("%.1f us", ns/1000) }
 	for _, name := range order {
 		m := metrics[name]
 		p99 := median(m["p99-ns"])
-		target, verdict := "-", ""
-		if strings.HasPrefix(name, "cached") {
-			target, verdict = "p99 < 100 us", boolMark(p99 < 100000)
-		}
+		target, verdict := permTarget(name, p99)
 		if _, ok := m["p99-ns"]; !ok {
 			t.row(name, "mean "+us(median(m["ns/op"])), "", "", "", target, verdict)
 			continue
@@ -290,4 +365,64 @@ func allZero(vs []string) bool {
 func idsAll(v string) bool {
 	same, total, ok := strings.Cut(v, "/")
 	return ok && same == total
+}
+
+func us(ns float64) string { return fmt.Sprintf("%.1f us", ns/1000) }
+
+// permTarget is the target of a permission benchmark and whether p99 meets it.
+func permTarget(name string, p99 float64) (target, verdict string) {
+	if strings.HasPrefix(name, "cached") {
+		return "p99 < 100 us", boolMark(p99 < 100000)
+	}
+	return "-", ""
+}
+
+// permissionCompare adds a row for each benchmark that both files hold:
+// the p99 of the current tree's (B) and the baseline's (A) single calls
+// where the benchmark reports percentiles, the mean (ns/op) otherwise; the
+// ratio of the medians, and the range of the per-round ratios (the files
+// hold one run per round, in the order of the rounds).
+func (t *tab) permissionCompare(curFile, baseFile string) error {
+	cur, err := readPermission(curFile)
+	if err != nil {
+		return err
+	}
+	base, err := readPermission(baseFile)
+	if err != nil {
+		return err
+	}
+	for _, name := range cur.order {
+		c, b := cur.metrics[name], base.metrics[name]
+		if b == nil {
+			t.row(name, "current only", "", "", "", "-", "")
+			continue
+		}
+		metric, label := "ns/op", "mean "
+		if _, ok := c["p99-ns"]; ok {
+			if _, ok := b["p99-ns"]; ok {
+				metric, label = "p99-ns", "p99 "
+			}
+		}
+		cs, bs := c[metric], b[metric]
+		if len(cs) == 0 || len(bs) == 0 {
+			t.row(name, "no data", "", "", "", "-", "")
+			continue
+		}
+		var per []float64
+		for i := range min2(len(cs), len(bs)) {
+			per = append(per, cs[i]/bs[i])
+		}
+		target, verdict := "-", ""
+		if metric == "p99-ns" {
+			target, verdict = permTarget(name, median(cs))
+		}
+		t.row(name+", "+strings.TrimSuffix(label, " "), label+us(median(cs)), label+us(median(bs)),
+			fmt.Sprintf("%.2f", median(cs)/median(bs)), fmt.Sprintf("%.2f-%.2f", slices.Min(per), slices.Max(per)), target, verdict)
+	}
+	for _, name := range base.order {
+		if cur.metrics[name] == nil {
+			t.row(name, "", "baseline only", "", "", "-", "")
+		}
+	}
+	return nil
 }
