@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/miekg/dns"
 
@@ -23,16 +22,7 @@ func (s *dnsServer) exchangeWithProof(t *testing.T, network, name string, nonce 
 	m.SetEdns0(dns.MaxMsgSize, false)
 	opt := m.IsEdns0()
 	opt.Option = append(opt.Option, &dns.EDNS0_LOCAL{Code: policy.ProofOption, Data: nonce})
-	addr := s.udp
-	if network == "tcp" {
-		addr = s.tcp
-	}
-	c := &dns.Client{Net: network, Timeout: 5 * time.Second}
-	resp, _, err := c.Exchange(m, addr)
-	if err != nil {
-		t.Fatalf("%s TXT over %s: %v", name, network, err)
-	}
-	return resp
+	return s.send(t, network, m)
 }
 
 // echo returns the data of the proof option in resp, or nil.

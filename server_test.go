@@ -86,6 +86,12 @@ func (s *dnsServer) exchange(t testing.TB, network, name string, qtype uint16, d
 	if do {
 		m.SetEdns0(4096, true)
 	}
+	return s.send(t, network, m)
+}
+
+// send sends the query m over network ("udp" or "tcp") and returns the answer.
+func (s *dnsServer) send(t testing.TB, network string, m *dns.Msg) *dns.Msg {
+	t.Helper()
 	addr := s.udp
 	if network == "tcp" {
 		addr = s.tcp
@@ -93,7 +99,8 @@ func (s *dnsServer) exchange(t testing.TB, network, name string, qtype uint16, d
 	c := &dns.Client{Net: network, Timeout: 5 * time.Second}
 	resp, _, err := c.Exchange(m, addr)
 	if err != nil {
-		t.Fatalf("%s %s over %s: %v", name, dns.TypeToString[qtype], network, err)
+		q := m.Question[0]
+		t.Fatalf("%s %s over %s: %v", q.Name, dns.TypeToString[q.Qtype], network, err)
 	}
 	return resp
 }
