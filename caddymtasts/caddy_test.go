@@ -20,7 +20,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	"github.com/coredns-mtasts/mtasts/internal/testcmd"
 	"github.com/coredns-mtasts/mtasts/policy"
 )
 
@@ -119,7 +118,7 @@ func startCaddy(t *testing.T, dnsAddr string, permission map[string]any) *testCa
 // freeAddr returns a loopback address that nothing listens on.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(testcmd.FreePort(t)))
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 }
 
 func atoi(t *testing.T, s string) int {

@@ -1,18 +1,21 @@
 package caddymtasts
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	corecaddy "github.com/coredns/caddy"
-	coretest "github.com/coredns/coredns/test"
 	"github.com/miekg/dns"
 
-	_ "github.com/coredns-mtasts/mtasts" // the CoreDNS plugin mtasts; it adds itself to CoreDNS's directives
 	"github.com/coredns-mtasts/mtasts/policy"
 )
 
@@ -38,7 +41,7 @@ mta-sts.self  IN TXT "version: STSv1" "mode: enforce" "mx: evil.example" "max_ag
 
 // The Corefile of the provider's authoritative DNS: the mtasts plugin above
 // the file plugin, and an MX backend that fails for broken.example.com.
-const testCorefile = `example.com:0 example.net:0 xn--bcher-kva.example:0 {
+const testCorefile = `example.com:{port} example.net:{port} xn--bcher-kva.example:{port} {
 	bind 127.0.0.1
 	mtasts {
 		policy_server 127.0.0.1
@@ -51,32 +54,19 @@ const testCorefile = `example.com:0 example.net:0 xn--bcher-kva.example:0 {
 	}
 }`
 
-// testDNS is an in-process CoreDNS serving testCorefile.
+// testDNS is our CoreDNS serving testCorefile.
 type testDNS struct {
 	addr     string // TCP address
 	zoneFile string
-	instance *corecaddy.Instance
+	stop     func() // stops the server; stopping it twice is harmless
 }
 
 func startDNS(t *testing.T) *testDNS {
 	t.Helper()
 	d := &testDNS{zoneFile: filepath.Join(t.TempDir(), "zone")}
 	d.writeZone(t, 1, "mx1")
-	instance, _, tcp, err := coretest.CoreDNSServerAndPorts(strings.ReplaceAll(testCorefile, "{zone}", d.zoneFile))
-	if err != nil {
-		t.Fatalf("starting CoreDNS: %v", err)
-	}
-	d.addr, d.instance = tcp, instance
-	t.Cleanup(d.stop)
+	d.addr, d.stop = startCoreDNS(t, strings.ReplaceAll(testCorefile, "{zone}", d.zoneFile))
 	return d
-}
-
-// stop stops the server; stopping it twice is harmless.
-func (d *testDNS) stop() {
-	if d.instance != nil {
-		d.instance.Stop()
-		d.instance = nil
-	}
 }
 
 func (d *testDNS) writeZone(t *testing.T, serial int, mx string) {
@@ -137,4 +127,122 @@ func expectedPolicy(t *testing.T, mx string) policy.Policy {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// coredns is our cmd/coredns, built once per test binary by corednsBinary
+// into a directory that TestMain removes.
+var coredns struct {
+	once       sync.Once
+	dir, path  string
+	buildError error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if coredns.dir != "" {
+		os.RemoveAll(coredns.dir)
+	}
+	os.Exit(code)
+}
+
+// corednsBinary returns our CoreDNS, with every in-tree plugin and mtasts,
+// built on first use. This module does not import the plugin, which would
+// put CoreDNS into its module graph and so into every Caddy build with
+// these modules: the go command builds it in the repository's root, where
+// go.work (or, without it, the root module's replace directives) takes this
+// checkout's plugin and policy package.
+func corednsBinary(tb testing.TB) string {
+	tb.Helper()
+	coredns.once.Do(func() {
+		if coredns.dir, coredns.buildError = os.MkdirTemp("", "caddymtasts-coredns-"); coredns.buildError != nil {
+			return
+		}
+		coredns.path = filepath.Join(coredns.dir, "coredns")
+		build := exec.Command("go", "build", "-o", coredns.path, "./cmd/coredns")
+		build.Dir = ".."
+		if out, err := build.CombinedOutput(); err != nil {
+			coredns.buildError = fmt.Errorf("go build ./cmd/coredns: %w\n%s", err, out)
+		}
+	})
+	if coredns.buildError != nil {
+		tb.Fatal(coredns.buildError)
+	}
+	return coredns.path
+}
+
+// startCoreDNS runs our CoreDNS as a separate process with corefile, where
+// {port} stands for a free loopback port, and waits until it answers. It
+// returns the server's address and a function that stops it, which runs at
+// cleanup too; stopping twice is harmless. A failed test logs the server's
+// output.
+func startCoreDNS(tb testing.TB, corefile string) (addr string, stop func()) {
+	tb.Helper()
+	port := strconv.Itoa(freePort(tb))
+	conf := filepath.Join(tb.TempDir(), "Corefile")
+	if err := os.WriteFile(conf, []byte(strings.ReplaceAll(corefile, "{port}", port)), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(corednsBinary(tb), "-quiet", "-conf", conf)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	stop = sync.OnceFunc(func() { cmd.Process.Kill(); <-exited })
+	tb.Cleanup(func() {
+		stop()
+		if tb.Failed() {
+			tb.Logf("CoreDNS's output:\n%s", out.String())
+		}
+	})
+	addr = net.JoinHostPort("127.0.0.1", port)
+	if err := waitForDNS(addr, exited); err != nil {
+		stop()
+		tb.Fatalf("CoreDNS on %s: %v\n%s", addr, err, out.String())
+	}
+	return addr, stop
+}
+
+// waitForDNS asks the DNS server at addr over TCP until it answers anything,
+// for 30 seconds at most, or until exited is closed.
+func waitForDNS(addr string, exited <-chan struct{}) error {
+	q := new(dns.Msg)
+	q.SetQuestion(".", dns.TypeSOA)
+	c := &dns.Client{Net: "tcp", Timeout: 200 * time.Millisecond}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		_, _, err := c.Exchange(q, addr)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("exited before it answered")
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no answer: %w", err)
+		}
+	}
+}
+
+// freePort returns a loopback port that was free for both UDP and TCP.
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	for range 20 {
+		u, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		port := u.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", u.LocalAddr().String())
+		u.Close()
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	tb.Fatal("no free port")
+	return 0
 }

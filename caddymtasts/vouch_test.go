@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"testing"
 	"time"
-
-	coretest "github.com/coredns/coredns/test"
 )
 
 // Zone data that imitates a policy where the plugin manages nothing (a
@@ -43,16 +41,12 @@ func TestZoneDataImitatingAPolicy(t *testing.T) {
 // false, only forwards, in front of the authoritative server auth.
 func startFront(t *testing.T, auth string, cache bool) string {
 	t.Helper()
-	corefile := fmt.Sprintf(".:0 {\n\tbind 127.0.0.1\n\tforward . %s {\n\t\tforce_tcp\n\t}\n}", auth)
+	corefile := fmt.Sprintf(".:{port} {\n\tbind 127.0.0.1\n\tforward . %s {\n\t\tforce_tcp\n\t}\n}", auth)
 	if cache {
-		corefile = fmt.Sprintf(".:0 {\n\tbind 127.0.0.1\n\tcache 30\n\tforward . %s {\n\t\tforce_tcp\n\t}\n}", auth)
+		corefile = fmt.Sprintf(".:{port} {\n\tbind 127.0.0.1\n\tcache 30\n\tforward . %s {\n\t\tforce_tcp\n\t}\n}", auth)
 	}
-	instance, _, tcp, err := coretest.CoreDNSServerAndPorts(corefile)
-	if err != nil {
-		t.Fatalf("starting CoreDNS: %v", err)
-	}
-	t.Cleanup(func() { instance.Stop() })
-	return tcp
+	addr, _ := startCoreDNS(t, corefile)
+	return addr
 }
 
 // The tester's setup: Caddy's servers point at CoreDNS's cache and forward

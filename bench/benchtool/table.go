@@ -56,7 +56,7 @@ func table(args []string) error {
 	}
 
 	if _, err := os.Stat(*permFile); err == nil {
-		t.section("Permission check  go test -bench 'BenchmarkPermission|BenchmarkPolicyLookup' ./caddymtasts (in-process CoreDNS over TCP); medians over -count runs")
+		t.section("Permission check  go test -bench 'BenchmarkPermission|BenchmarkPolicyLookup' ./caddymtasts (our CoreDNS, a separate process, over TCP); medians over -count runs")
 		if err := t.permission(*permFile); err != nil {
 			return err
 		}
