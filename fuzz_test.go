@@ -2,11 +2,8 @@ package mtasts
 
 import (
 	"context"
-	"net"
-	"strings"
 	"testing"
 
-	"github.com/coredns/coredns/plugin/file"
 	"github.com/coredns/coredns/plugin/pkg/dnstest"
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/coredns/coredns/request"
@@ -16,25 +13,13 @@ import (
 )
 
 // FuzzServeDNS feeds arbitrary messages to the plugin with the file plugin
-// behind it, serving the example zone and MX targets the plugin refuses.
-// The seeds include queries carrying the proof option. Whatever arrives,
-// the plugin must not panic, whatever it writes must be a valid message
-// answering the question, and a managed domain's _mta-sts name never gets
-// NXDOMAIN.
+// behind it, serving the example zone and MX targets the plugin refuses
+// (newExampleMTASTS). The seeds include queries carrying the proof option.
+// Whatever arrives, the plugin must not panic, whatever it writes must be a
+// valid message answering the question, and a managed domain's _mta-sts
+// name never gets NXDOMAIN.
 func FuzzServeDNS(f *testing.F) {
-	zone, err := file.Parse(strings.NewReader(exampleZoneWith(1, exampleApexMX+"\n"+invalidMXRecords)), "example.com.", "example.com.zone", 0)
-	if err != nil {
-		f.Fatal(err)
-	}
-	m := &MTASTS{
-		Next:          file.File{Zones: file.Zones{Z: map[string]*file.Zone{"example.com.": zone}, Names: []string{"example.com."}}},
-		Zones:         []string{"example.com."},
-		PolicyServers: []net.IP{net.ParseIP("192.0.2.10"), net.ParseIP("2001:db8::10")},
-		Mode:          policy.ModeTesting,
-		MaxAge:        defaultMaxAge,
-		TTL:           defaultTTL,
-		TLSRPT:        []string{"mailto:tlsrpt+{domain}@provider.example"},
-	}
+	m := newExampleMTASTS(f)
 	for _, name := range []string{"_mta-sts.example.com.", "mta-sts.sub.example.com.", "_smtp._tls.example.com.",
 		"_tls.example.com.", "_mta-sts.owner.example.com.", "_MTA-STS.x.WILD.example.com.", "mta-sts.", "_mta-sts.nullmx.example.com.",
 		`_mta-sts.a\.b.example.com.`, "_mta-sts.child.example.com.", "example.com.", "_mta-sts.ulabel.example.com.",

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	golog "log"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -251,18 +250,20 @@ func unusableCount(t *testing.T, reason string) float64 {
 
 // captureLog sends the standard logger's output, which CoreDNS's log
 // writes to, to a buffer for the rest of the test, and returns a function
-// that reads it.
+// that reads it. The output before, io.Discard (log_test.go), comes back
+// after.
 func captureLog(t *testing.T) func() string {
 	var (
 		mu  sync.Mutex
 		buf bytes.Buffer
 	)
+	prev := golog.Writer()
 	golog.SetOutput(writerFunc(func(p []byte) (int, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		return buf.Write(p)
 	}))
-	t.Cleanup(func() { golog.SetOutput(os.Stderr) })
+	t.Cleanup(func() { golog.SetOutput(prev) })
 	return func() string {
 		mu.Lock()
 		defer mu.Unlock()
