@@ -81,19 +81,26 @@ func BenchmarkServeDNS(b *testing.B) {
 		handler plugin.Handler
 		prefix  string
 		qtype   uint16
-		want    int // answer records
+		proof   bool // the query carries the proof option, as the Caddy modules' do
+		want    int  // answer records
 	}{
-		{"static_txt", static, "_mta-sts.", dns.TypeTXT, 1},
-		{"synthesized_txt", benchPlugin(base), "_mta-sts.", dns.TypeTXT, 1},
-		{"policy_txt", benchPlugin(base), "mta-sts.", dns.TypeTXT, 1},
-		{"a_without", base, "", dns.TypeA, 1},
-		{"a_with", benchPlugin(base), "", dns.TypeA, 1},
+		{"static_txt", static, "_mta-sts.", dns.TypeTXT, false, 1},
+		{"synthesized_txt", benchPlugin(base), "_mta-sts.", dns.TypeTXT, false, 1},
+		{"policy_txt", benchPlugin(base), "mta-sts.", dns.TypeTXT, false, 1},
+		{"policy_txt_proof", benchPlugin(base), "mta-sts.", dns.TypeTXT, true, 1},
+		{"a_without", base, "", dns.TypeA, false, 1},
+		{"a_with", benchPlugin(base), "", dns.TypeA, false, 1},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			queries := make([]*dns.Msg, benchDomains)
 			for i := range queries {
 				queries[i] = new(dns.Msg)
 				queries[i].SetQuestion(fmt.Sprintf("%sc%06d.bench.test.", bc.prefix, i), bc.qtype)
+				if bc.proof {
+					queries[i].SetEdns0(dns.MaxMsgSize, false)
+					opt := queries[i].IsEdns0()
+					opt.Option = append(opt.Option, &dns.EDNS0_LOCAL{Code: policy.ProofOption, Data: []byte("nonce-0123456789")})
+				}
 			}
 			ctx := context.Background()
 			b.ReportAllocs()
