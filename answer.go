@@ -14,22 +14,22 @@ import (
 
 // answer writes the synthesized answer for a managed mail domain, or NODATA
 // with the zone's SOA when the queried type has no record at the name.
-func (m *MTASTS) answer(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, q query, d *mailDomain) (int, error) {
+func (m *MTASTS) answer(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, name ownedName, d *managedDomain) (int, error) {
 	resp := new(dns.Msg)
 	resp.SetReply(r)
 	resp.Authoritative = true
 	var kind string
-	resp.Answer, kind = m.records(r.Question[0], q, d)
-	if kind == "policy" && q.proof != nil {
+	resp.Answer, kind = m.records(r.Question[0], name, d)
+	if kind == "policy" && name.proof != nil {
 		// The id beside the policy lines, from the same computation: the
 		// web server checks that the lines hash to it.
 		resp.Extra = []dns.RR{&dns.TXT{
-			Hdr: dns.RR_Header{Name: "_mta-sts." + q.domain, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: d.ttl},
+			Hdr: dns.RR_Header{Name: "_mta-sts." + name.domain, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: d.ttl},
 			Txt: []string{policy.Record{ID: d.policy.ID()}.String()},
 		}}
 	}
 	if len(resp.Answer) == 0 {
-		soa, err := m.negativeSOA(ctx, w, q.domain)
+		soa, err := m.negativeSOA(ctx, w, name.domain)
 		if err != nil {
 			lookupFailures.WithLabelValues(metrics.WithServer(ctx)).Inc()
 			return dns.RcodeServerFailure, err
@@ -42,7 +42,7 @@ func (m *MTASTS) answer(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, q
 
 // records returns the synthesized RRset for the question, owned by the
 // question's name as the client spelled it, and its kind for the metrics.
-func (m *MTASTS) records(question dns.Question, q query, d *mailDomain) ([]dns.RR, string) {
+func (m *MTASTS) records(question dns.Question, name ownedName, d *managedDomain) ([]dns.RR, string) {
 	header := func(rrtype uint16) dns.RR_Header {
 		return dns.RR_Header{Name: question.Name, Rrtype: rrtype, Class: dns.ClassINET, Ttl: d.ttl}
 	}
@@ -51,20 +51,22 @@ func (m *MTASTS) records(question dns.Question, q query, d *mailDomain) ([]dns.R
 	}
 	wantTXT := question.Qtype == dns.TypeTXT || question.Qtype == dns.TypeANY
 	switch {
-	case q.kind == nameRecord && wantTXT:
+	case name.kind == nameRecord && wantTXT:
 		return txt(policy.Record{ID: d.policy.ID()}.String()), "record"
-	case q.kind == nameTLSRPT && wantTXT:
+	case name.kind == nameTLSRPT && wantTXT:
 		// The URIs were checked at setup; a host name cannot spoil them.
-		if rec, err := policy.TLSRPTRecord(reportURIs(m.TLSRPT, strings.TrimSuffix(q.domain, "."))); err == nil {
+		if rec, err := policy.TLSRPTRecord(reportURIs(m.TLSRPT, strings.TrimSuffix(name.domain, "."))); err == nil {
 			return txt(characterStrings(rec)...), "tlsrpt"
 		}
-	case q.kind != namePolicyHost:
-	case wantTXT:
-		return txt(d.policy.Lines()...), "policy"
-	case m.PolicyCNAME != "":
-		return []dns.RR{&dns.CNAME{Hdr: header(dns.TypeCNAME), Target: m.PolicyCNAME}}, "cname"
-	case question.Qtype == dns.TypeA || question.Qtype == dns.TypeAAAA:
-		return m.addresses(header(question.Qtype)), "address"
+	case name.kind == namePolicyHost:
+		switch {
+		case wantTXT:
+			return txt(d.policy.Lines()...), "policy"
+		case m.PolicyCNAME != "":
+			return []dns.RR{&dns.CNAME{Hdr: header(dns.TypeCNAME), Target: m.PolicyCNAME}}, "cname"
+		case question.Qtype == dns.TypeA || question.Qtype == dns.TypeAAAA:
+			return m.addresses(header(question.Qtype)), "address"
+		}
 	}
 	return nil, ""
 }

@@ -59,7 +59,7 @@ func FuzzServeDNS(f *testing.F) {
 		if len(rec.Msg.Question) != len(r.Question) || rec.Msg.Id != r.Id {
 			t.Fatalf("answer does not match the query %v:\n%v", r, rec.Msg)
 		}
-		if q, ok := m.match(request.Request{W: rec, Req: r}); ok && q.kind == nameRecord && q.domain == "example.com." && rec.Msg.Rcode == dns.RcodeNameError {
+		if name, ok := m.match(request.Request{W: rec, Req: r}); ok && name.kind == nameRecord && name.domain == "example.com." && rec.Msg.Rcode == dns.RcodeNameError {
 			t.Fatalf("NXDOMAIN for a managed domain's record:\n%v", rec.Msg)
 		}
 	})

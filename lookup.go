@@ -17,27 +17,27 @@ import (
 // records would be bogus in it.
 var errPresigned = errors.New("zone is DNSSEC-signed")
 
-// mailDomain is what the zone data says about a managed mail domain.
-type mailDomain struct {
+// managedDomain is what the zone data says about a managed mail domain.
+type managedDomain struct {
 	policy    policy.Policy
 	ttl       uint32 // of the synthesized records: at most the MX RRset's TTL
 	ownTLSRPT bool   // the zone has its own record at _smtp._tls.D
 }
 
-// mailDomain decides from the rest of the chain whether the plugin manages
-// q.domain: nil if not, an error if the zone data cannot be read.
-func (m *MTASTS) mailDomain(ctx context.Context, w dns.ResponseWriter, q query) (*mailDomain, error) {
-	p, mxTTL, err := m.mxPolicy(ctx, w, q.domain)
+// managed decides from the rest of the chain whether the plugin manages
+// name.domain: nil if not, an error if the zone data cannot be read.
+func (m *MTASTS) managed(ctx context.Context, w dns.ResponseWriter, name ownedName) (*managedDomain, error) {
+	p, mxTTL, err := m.mxPolicy(ctx, w, name.domain)
 	if err != nil || p == nil {
 		return nil, err
 	}
-	owned, err := m.ownerPublishes(ctx, w, "_mta-sts."+q.domain, policy.IsRecord)
+	owned, err := m.ownerPublishes(ctx, w, "_mta-sts."+name.domain, policy.IsRecord)
 	if err != nil || owned {
 		return nil, err
 	}
-	d := &mailDomain{policy: *p, ttl: min(mxTTL, m.TTL)}
-	if q.kind == nameTLSRPT || q.kind == nameTLSParent {
-		d.ownTLSRPT, err = m.ownerPublishes(ctx, w, "_smtp._tls."+q.domain, policy.IsTLSRPTRecord)
+	d := &managedDomain{policy: *p, ttl: min(mxTTL, m.TTL)}
+	if name.kind == nameTLSRPT || name.kind == nameTLSParent {
+		d.ownTLSRPT, err = m.ownerPublishes(ctx, w, "_smtp._tls."+name.domain, policy.IsTLSRPTRecord)
 	}
 	return d, err
 }

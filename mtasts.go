@@ -43,28 +43,28 @@ type MTASTS struct {
 // ServeDNS implements the plugin.Handler interface.
 func (m *MTASTS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	state := request.Request{W: w, Req: r}
-	q, ok := m.match(state)
+	name, ok := m.match(state)
 	if !ok {
 		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
 	}
-	if q.proof != nil {
-		w = vouchingWriter{ResponseWriter: w, nonce: q.proof}
+	if name.proof != nil {
+		w = vouchingWriter{ResponseWriter: w, nonce: name.proof}
 	}
-	d, err := m.mailDomain(ctx, w, q)
+	d, err := m.managed(ctx, w, name)
 	switch {
 	case errors.Is(err, errPresigned):
-		m.logPresigned(q.zone)
+		m.logPresigned(name.zone)
 		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
 	case err != nil:
-		log.Debugf("%s: cannot tell whether %s is managed: %v", state.Name(), q.domain, err)
+		log.Debugf("%s: cannot tell whether %s is managed: %v", state.Name(), name.domain, err)
 		lookupFailures.WithLabelValues(metrics.WithServer(ctx)).Inc()
 		return dns.RcodeServerFailure, err
 	case d == nil || d.ownTLSRPT:
 		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
-	case q.kind == nameTLSParent:
+	case name.kind == nameTLSParent:
 		return m.serveTLSParent(ctx, w, r)
 	}
-	return m.answer(ctx, w, r, q, d)
+	return m.answer(ctx, w, r, name, d)
 }
 
 // Name implements the plugin.Handler interface.

@@ -32,30 +32,30 @@ var ownedPrefixes = []struct {
 	{"_tls.", nameTLSParent},
 }
 
-// query is a question for one of the plugin's names.
-type query struct {
+// ownedName is a question for one of the names the plugin synthesizes.
+type ownedName struct {
 	kind   nameKind
 	domain string // the mail domain D: lowercase, fully qualified
 	zone   string // the plugin zone D is in
-	proof  []byte // the nonce of the query's policy.ProofOption, if any
+	proof  []byte // the nonce of the question's policy.ProofOption, if any
 }
 
 // match tells whether the plugin owns the question in state, and for which
 // mail domain. Everything else passes through untouched.
-func (m *MTASTS) match(state request.Request) (query, bool) {
+func (m *MTASTS) match(state request.Request) (ownedName, bool) {
 	r := state.Req
 	if r.Opcode != dns.OpcodeQuery || len(r.Question) != 1 || state.QClass() != dns.ClassINET {
-		return query{}, false
+		return ownedName{}, false
 	}
 	if t := state.QType(); t == dns.TypeAXFR || t == dns.TypeIXFR {
-		return query{}, false
+		return ownedName{}, false
 	}
 	// The prefixes come first: they are cheaper to check than the zones, and
 	// rule out nearly all of the queries that pass through. Every owned name
 	// starts with "_" or "m", which spares most of them even lowercasing the
 	// name.
 	if name := r.Question[0].Name; name == "" || name[0] != '_' && name[0]|0x20 != 'm' {
-		return query{}, false
+		return ownedName{}, false
 	}
 	qname := state.Name()
 	for _, o := range ownedPrefixes {
@@ -64,15 +64,15 @@ func (m *MTASTS) match(state request.Request) (query, bool) {
 			continue
 		}
 		if (o.kind == nameTLSRPT || o.kind == nameTLSParent) && len(m.TLSRPT) == 0 {
-			return query{}, false
+			return ownedName{}, false
 		}
 		zone := plugin.Zones(m.Zones).Matches(qname)
 		if zone == "" || !dns.IsSubDomain(zone, domain) || !isMailDomain(domain) {
-			return query{}, false
+			return ownedName{}, false
 		}
-		return query{kind: o.kind, domain: domain, zone: zone, proof: proofNonce(r)}, true
+		return ownedName{kind: o.kind, domain: domain, zone: zone, proof: proofNonce(r)}, true
 	}
-	return query{}, false
+	return ownedName{}, false
 }
 
 // isMailDomain reports whether domain can have a policy of ours: a host name
