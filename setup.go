@@ -160,7 +160,7 @@ func (m *MTASTS) parseScalar(c *caddy.Controller, property, arg string) error {
 	case "mode":
 		m.Mode, err = policy.ParseMode(arg)
 	case "max_age":
-		m.MaxAge, err = parseSeconds(arg, 1, policy.MaxMaxAge)
+		m.MaxAge, err = parseSeconds(arg, 1, policy.MaxAgeLimit)
 	case "ttl":
 		// 0 would keep resolvers from caching the records at all, so that
 		// every sender's lookup reached the authoritative servers.

@@ -44,7 +44,7 @@ func TestParseAllProperties(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !slices.Equal(m.Zones, []string{"example.org."}) || m.PolicyCNAME != "policy.provider.example." ||
-		m.Mode != policy.ModeEnforce || m.MaxAge != policy.MaxMaxAge || m.TTL != 1 || len(m.TLSRPT) != 2 {
+		m.Mode != policy.ModeEnforce || m.MaxAge != policy.MaxAgeLimit || m.TTL != 1 || len(m.TLSRPT) != 2 {
 		t.Errorf("parsed %+v", m)
 	}
 }

@@ -27,7 +27,7 @@ func FuzzParse(f *testing.F) {
 func FuzzNew(f *testing.F) {
 	f.Add("testing", "mx1.example.com\nMX2.example.com.\n*.example.net", uint32(604800))
 	f.Add("none", "", uint32(0))
-	f.Add("enforce", "bücher.example", uint32(MaxMaxAge))
+	f.Add("enforce", "bücher.example", uint32(MaxAgeLimit))
 	f.Fuzz(func(t *testing.T, mode, mx string, maxAge uint32) {
 		p, err := New(Mode(mode), strings.Split(mx, "\n"), maxAge)
 		if err != nil {

@@ -67,7 +67,7 @@ func TestMXLinesAlwaysFit(t *testing.T) {
 	for i := range patterns {
 		patterns[i] = "*." + hostOfLength(i, maxDomainLen)
 	}
-	p := must(New(ModeTesting, patterns, MaxMaxAge))
+	p := must(New(ModeTesting, patterns, MaxAgeLimit))
 	if size := len(p.Encode()); size > MaxSize {
 		t.Fatalf("%d of the longest mx lines take %d bytes, more than %d", mxLinesAlwaysFit, size, MaxSize)
 	}

@@ -97,7 +97,7 @@ func fromFields(version, mode, maxAge string, mx []string) (Policy, error) {
 	return New(m, mx, age)
 }
 
-// parseMaxAge accepts 1 to 10 digits (sts-policy-max-age-value) up to MaxMaxAge.
+// parseMaxAge accepts 1 to 10 digits (sts-policy-max-age-value) up to MaxAgeLimit.
 func parseMaxAge(s string) (uint32, error) {
 	if s == "" {
 		return 0, errors.New("max_age missing")
@@ -106,8 +106,8 @@ func parseMaxAge(s string) (uint32, error) {
 		return 0, fmt.Errorf("max_age %q is not 1 to 10 digits", s)
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil || n > MaxMaxAge {
-		return 0, fmt.Errorf("max_age %s exceeds %d", s, MaxMaxAge)
+	if err != nil || n > MaxAgeLimit {
+		return 0, fmt.Errorf("max_age %s exceeds %d", s, MaxAgeLimit)
 	}
 	return uint32(n), nil
 }

@@ -20,8 +20,8 @@ import (
 // Version is the only policy and record version RFC 8461 defines.
 const Version = "STSv1"
 
-// MaxMaxAge is the largest max_age RFC 8461 §3.2 allows: one year, in seconds.
-const MaxMaxAge = 31557600
+// MaxAgeLimit is the largest max_age RFC 8461 §3.2 allows: one year, in seconds.
+const MaxAgeLimit = 31557600
 
 // MaxSize is the policy size RFC 8461 §3.3 suggests senders accept at most;
 // Parse rejects larger input and New larger policies, so that a policy we
@@ -73,8 +73,8 @@ func New(mode Mode, mx []string, maxAge uint32) (Policy, error) {
 	if _, err := ParseMode(string(mode)); err != nil {
 		return Policy{}, err
 	}
-	if maxAge > MaxMaxAge {
-		return Policy{}, fmt.Errorf("max_age %d exceeds %d", maxAge, MaxMaxAge)
+	if maxAge > MaxAgeLimit {
+		return Policy{}, fmt.Errorf("max_age %d exceeds %d", maxAge, MaxAgeLimit)
 	}
 	patterns := make([]string, 0, len(mx))
 	for _, m := range mx {

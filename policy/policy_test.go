@@ -79,7 +79,7 @@ func TestNewRejects(t *testing.T) {
 		maxAge uint32
 	}{
 		"bad mode":             {"Enforce", []string{"a.example"}, 1},
-		"max_age too large":    {ModeTesting, []string{"a.example"}, MaxMaxAge + 1},
+		"max_age too large":    {ModeTesting, []string{"a.example"}, MaxAgeLimit + 1},
 		"no mx in testing":     {ModeTesting, nil, 1},
 		"null mx target":       {ModeTesting, []string{"."}, 1},
 		"wildcard inside":      {ModeTesting, []string{"mail.*.example"}, 1},
