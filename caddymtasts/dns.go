@@ -143,12 +143,15 @@ func (s *policySource) close() error {
 // an authoritative answer in time.
 func (s *policySource) lookup(ctx context.Context, domain string) ([]byte, error) {
 	start := time.Now()
-	body, err := s.ask(ctx, "mta-sts."+domain+".")
+	body, err := s.askServers(ctx, "mta-sts."+domain+".")
 	observeLookup(time.Since(start), err)
 	return body, err
 }
 
-func (s *policySource) ask(ctx context.Context, qname string) ([]byte, error) {
+// askServers asks the servers for the policy at qname in order, each after
+// the previous one failed, until one gives a verdict (a policy, none, or an
+// invalid one), all within the source's timeout and ctx's deadline.
+func (s *policySource) askServers(ctx context.Context, qname string) ([]byte, error) {
 	end := time.Now().Add(s.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(end) {
 		end = d
@@ -159,7 +162,7 @@ func (s *policySource) ask(ctx context.Context, qname string) ([]byte, error) {
 		// servers not yet asked, so one server that hangs does not use up
 		// the time of the others.
 		deadline := time.Now().Add(time.Until(end) / time.Duration(len(s.pools)-i))
-		body, err := askServer(ctx, pool, qname, deadline)
+		body, err := askOne(ctx, pool, qname, deadline)
 		if err == nil || errors.Is(err, errNotManaged) || errors.Is(err, errInvalidPolicy) {
 			return body, err
 		}
@@ -168,11 +171,12 @@ func (s *policySource) ask(ctx context.Context, qname string) ([]byte, error) {
 	return nil, errors.Join(errs...)
 }
 
-// askServer asks one server, giving up at deadline. The deadline goes to
-// the connection rather than into a context of its own: deriving contexts
-// with timeouts (a timer and a link to the parent each) took 2 of the 2.7 us
-// a lookup cost on top of the bare exchange (BenchmarkPolicyLookup).
-func askServer(ctx context.Context, pool *connPool, qname string, deadline time.Time) ([]byte, error) {
+// askOne asks one server for the policy at qname, giving up at deadline.
+// The deadline goes to the connection rather than into a context of its
+// own: deriving contexts with timeouts (a timer and a link to the parent
+// each) took 2 of the 2.7 us a lookup cost on top of the bare exchange
+// (BenchmarkPolicyLookup).
+func askOne(ctx context.Context, pool *connPool, qname string, deadline time.Time) ([]byte, error) {
 	q, nonce := policyQuery(qname)
 	resp, err := pool.exchange(ctx, deadline, q)
 	if err != nil {
