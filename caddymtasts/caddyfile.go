@@ -54,7 +54,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	    cache_size  <entries>
 //	    new_certs_per_domain_hour <certificates>
 //	}
-func (p *Permission) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+func (p *PermissionByMTASTS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // module name
 	if d.NextArg() {
 		return d.ArgErr()
@@ -139,5 +139,5 @@ func unmarshalCount(d *caddyfile.Dispenser, dst *int) error {
 // Interface guards
 var (
 	_ caddyfile.Unmarshaler = (*Handler)(nil)
-	_ caddyfile.Unmarshaler = (*Permission)(nil)
+	_ caddyfile.Unmarshaler = (*PermissionByMTASTS)(nil)
 )

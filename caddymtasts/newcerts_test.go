@@ -14,7 +14,7 @@ import (
 // addWildcardMX adds the record *.w IN MX 10 mail.example.com. to the test
 // zones, which makes every name below w.example.com a managed mail domain,
 // and waits until CoreDNS publishes a policy for one.
-func addWildcardMX(t *testing.T, d *testDNS, p *Permission) {
+func addWildcardMX(t *testing.T, d *testDNS, p *PermissionByMTASTS) {
 	t.Helper()
 	// The MX host ends its line in the zone template, so a record can
 	// follow it.
@@ -32,7 +32,7 @@ func addWildcardMX(t *testing.T, d *testDNS, p *Permission) {
 
 // storeCert stores a certificate for name the way CertMagic does for an
 // issuer. Only its presence matters to the permission.
-func storeCert(t *testing.T, p *Permission, issuerKey, name string) {
+func storeCert(t *testing.T, p *PermissionByMTASTS, issuerKey, name string) {
 	t.Helper()
 	err := p.stored.storage.Store(context.Background(), certmagic.StorageKeys.SiteCert(issuerKey, name),
 		[]byte("-----BEGIN CERTIFICATE-----\n"))
@@ -49,7 +49,7 @@ func TestPermissionBoundsNewCertsPerRegisteredDomain(t *testing.T) {
 	d := startDNS(t)
 	clock := newTestClock()
 	const bound = 3
-	p := provisioned(t, &Permission{
+	p := provisioned(t, &PermissionByMTASTS{
 		PolicyDNS:             PolicyDNS{Servers: []string{d.addr}},
 		NewCertsPerDomainHour: bound,
 		now:                   clock.now,
@@ -84,7 +84,7 @@ func TestPermissionAllowsStoredCertsBeyondTheBound(t *testing.T) {
 	d := startDNS(t)
 	clock := newTestClock()
 	const bound = 2
-	p := provisioned(t, &Permission{
+	p := provisioned(t, &PermissionByMTASTS{
 		PolicyDNS:             PolicyDNS{Servers: []string{d.addr}},
 		NewCertsPerDomainHour: bound,
 		now:                   clock.now,
@@ -137,7 +137,7 @@ func TestRegisteredDomain(t *testing.T) {
 func TestPermissionBoundHoldsUnderConcurrentHandshakes(t *testing.T) {
 	d := startDNS(t)
 	const bound, names = 5, 40
-	p := provisioned(t, &Permission{
+	p := provisioned(t, &PermissionByMTASTS{
 		PolicyDNS:             PolicyDNS{Servers: []string{d.addr}},
 		NewCertsPerDomainHour: bound,
 	})

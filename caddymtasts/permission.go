@@ -13,10 +13,10 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(Permission{})
+	caddy.RegisterModule(PermissionByMTASTS{})
 }
 
-// Defaults of Permission.
+// Defaults of PermissionByMTASTS.
 const (
 	defaultAllowTTL   = 10 * time.Minute
 	defaultDenyTTL    = 30 * time.Second
@@ -30,7 +30,7 @@ const (
 // forget which domains were allowed.
 var decisionPool = caddy.NewUsagePool()
 
-// Permission allows on-demand TLS to obtain, or load from storage, a
+// PermissionByMTASTS allows on-demand TLS to obtain, or load from storage, a
 // certificate for mta-sts.D only while the authoritative DNS publishes a
 // valid policy for D at mta-sts.D TXT, the same lookup the handler does.
 // Any other name (another host of D, a wildcard, an IP address) is denied
@@ -48,7 +48,7 @@ var decisionPool = caddy.NewUsagePool()
 // while its registered domain has had fewer than new_certs_per_domain_hour
 // new certificates within the hour, so that one customer's zone cannot use
 // up the ACME account all customers share.
-type Permission struct {
+type PermissionByMTASTS struct {
 	PolicyDNS
 
 	// How long a domain that DNS said is managed stays allowed before DNS
@@ -92,16 +92,16 @@ type Permission struct {
 }
 
 // CaddyModule returns the Caddy module information.
-func (Permission) CaddyModule() caddy.ModuleInfo {
+func (PermissionByMTASTS) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "tls.permission.mta_sts",
-		New: func() caddy.Module { return new(Permission) },
+		New: func() caddy.Module { return new(PermissionByMTASTS) },
 	}
 }
 
 // Provision applies the defaults, sets up the DNS client and joins the
 // decisions shared with earlier configs that ask the same servers.
-func (p *Permission) Provision(ctx caddy.Context) error {
+func (p *PermissionByMTASTS) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
 	if p.now == nil {
 		p.now = time.Now
@@ -143,7 +143,7 @@ func setDefault(d *caddy.Duration, def time.Duration) {
 }
 
 // Validate checks the durations and the bound on new certificates.
-func (p *Permission) Validate() error {
+func (p *PermissionByMTASTS) Validate() error {
 	for name, d := range map[string]caddy.Duration{
 		"allow_ttl": p.AllowTTL, "deny_ttl": p.DenyTTL, "stale_allow": p.StaleAllow,
 	} {
@@ -158,7 +158,7 @@ func (p *Permission) Validate() error {
 }
 
 // Cleanup lets go of the shared decisions and closes the DNS connections.
-func (p *Permission) Cleanup() error {
+func (p *PermissionByMTASTS) Cleanup() error {
 	_, err := decisionPool.Delete(p.poolKey)
 	return errors.Join(err, p.source.close())
 }
@@ -166,7 +166,7 @@ func (p *Permission) Cleanup() error {
 // CertificateAllowed implements caddytls.OnDemandPermission. A denial wraps
 // caddytls.ErrPermissionDenied; either way CertMagic neither loads a
 // certificate from storage nor orders one.
-func (p *Permission) CertificateAllowed(ctx context.Context, name string) error {
+func (p *PermissionByMTASTS) CertificateAllowed(ctx context.Context, name string) error {
 	outcome, err := p.decide(ctx, name)
 	permissionDecisions.WithLabelValues(outcome).Inc()
 	// Check, unlike Debug, builds no fields unless debug logging is on.
@@ -177,7 +177,7 @@ func (p *Permission) CertificateAllowed(ctx context.Context, name string) error 
 }
 
 // decide returns the permission for name and the outcome to count.
-func (p *Permission) decide(ctx context.Context, name string) (string, error) {
+func (p *PermissionByMTASTS) decide(ctx context.Context, name string) (string, error) {
 	domain, err := policyDomain(name)
 	if err != nil {
 		return "denied_name", fmt.Errorf("%w: %w", caddytls.ErrPermissionDenied, err)
@@ -200,7 +200,7 @@ func (p *Permission) decide(ctx context.Context, name string) (string, error) {
 
 // remembered returns the outcome and the answer remembered for domain, or
 // no outcome when nothing is remembered within its TTL.
-func (p *Permission) remembered(domain string) (string, error) {
+func (p *PermissionByMTASTS) remembered(domain string) (string, error) {
 	now := p.now()
 	if a, ok := p.decisions.allowed.Get(domain); ok && now.Sub(a.at) < time.Duration(p.AllowTTL) {
 		return "allowed_cached", nil
@@ -214,7 +214,7 @@ func (p *Permission) remembered(domain string) (string, error) {
 // allowManaged decides for name, whose domain DNS has just said is
 // managed: allowed, unless Caddy's storage has no certificate for name and
 // its registered domain has used up its new certificates for the hour.
-func (p *Permission) allowManaged(ctx context.Context, name, domain string, lookup decision) (string, error) {
+func (p *PermissionByMTASTS) allowManaged(ctx context.Context, name, domain string, lookup decision) (string, error) {
 	if !p.stored.has(ctx, name) {
 		registered := registeredDomain(domain)
 		if !p.decisions.newCerts.take(registered, lookup.at, p.NewCertsPerDomainHour) {
@@ -234,7 +234,7 @@ func (p *Permission) allowManaged(ctx context.Context, name, domain string, look
 // noAnswer decides for name when DNS failed, or published an invalid
 // policy: allowed if DNS said domain is managed within stale_allow, and
 // otherwise refused with an error that is no denial.
-func (p *Permission) noAnswer(name, domain string, lookup decision, err error) (string, error) {
+func (p *PermissionByMTASTS) noAnswer(name, domain string, lookup decision, err error) (string, error) {
 	if a, ok := p.decisions.allowed.Peek(domain); ok && lookup.at.Sub(a.at) < time.Duration(p.StaleAllow) {
 		p.warnings.log(zap.WarnLevel, "allowed_stale", "DNS lookup failed; allowing a certificate for a domain that was managed recently",
 			zap.String("name", name), zap.Time("last_managed", a.at), zap.Error(err))
@@ -249,8 +249,8 @@ func (p *Permission) noAnswer(name, domain string, lookup decision, err error) (
 
 // Interface guards
 var (
-	_ caddy.Provisioner           = (*Permission)(nil)
-	_ caddy.Validator             = (*Permission)(nil)
-	_ caddy.CleanerUpper          = (*Permission)(nil)
-	_ caddytls.OnDemandPermission = (*Permission)(nil)
+	_ caddy.Provisioner           = (*PermissionByMTASTS)(nil)
+	_ caddy.Validator             = (*PermissionByMTASTS)(nil)
+	_ caddy.CleanerUpper          = (*PermissionByMTASTS)(nil)
+	_ caddytls.OnDemandPermission = (*PermissionByMTASTS)(nil)
 )

@@ -46,7 +46,7 @@ func startBenchDNS(b *testing.B) string {
 // benchPermission provisions p as Caddy would, with debug logs off as in
 // production, and stores a certificate for each of names, so that an
 // uncached check is that of a restart or a renewal: DNS and the storage.
-func benchPermission(b *testing.B, p *Permission, names []string) *Permission {
+func benchPermission(b *testing.B, p *PermissionByMTASTS, names []string) *PermissionByMTASTS {
 	b.Helper()
 	if err := p.Provision(testContext(b, "INFO")); err != nil {
 		b.Fatal(err)
@@ -88,7 +88,7 @@ func BenchmarkPermission(b *testing.B) {
 		{"uncached", time.Nanosecond},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			p := benchPermission(b, &Permission{
+			p := benchPermission(b, &PermissionByMTASTS{
 				PolicyDNS: PolicyDNS{Servers: []string{server}},
 				AllowTTL:  caddy.Duration(bc.allowTTL),
 			}, names)
@@ -113,7 +113,7 @@ func BenchmarkPermission(b *testing.B) {
 	}
 
 	b.Run("cached_parallel", func(b *testing.B) {
-		p := benchPermission(b, &Permission{
+		p := benchPermission(b, &PermissionByMTASTS{
 			PolicyDNS: PolicyDNS{Servers: []string{server}},
 			AllowTTL:  caddy.Duration(time.Hour),
 		}, names)

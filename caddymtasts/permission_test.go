@@ -41,7 +41,7 @@ func testContext(tb testing.TB, level string) caddy.Context {
 // provision provisions and validates p like Caddy does when it loads a
 // config, with debug logs on so that each decision is logged; the caller
 // cleans it up (Caddy does when the config is unloaded).
-func provision(t *testing.T, p *Permission) *Permission {
+func provision(t *testing.T, p *PermissionByMTASTS) *PermissionByMTASTS {
 	t.Helper()
 	ctx := testContext(t, "DEBUG")
 	if err := p.Provision(ctx); err != nil {
@@ -53,7 +53,7 @@ func provision(t *testing.T, p *Permission) *Permission {
 	return p
 }
 
-func provisioned(t *testing.T, p *Permission) *Permission {
+func provisioned(t *testing.T, p *PermissionByMTASTS) *PermissionByMTASTS {
 	t.Helper()
 	provision(t, p)
 	t.Cleanup(func() {
@@ -84,7 +84,7 @@ func verdictOf(err error) verdict {
 	return fail
 }
 
-func expectVerdicts(t *testing.T, p *Permission, want map[string]verdict) {
+func expectVerdicts(t *testing.T, p *PermissionByMTASTS, want map[string]verdict) {
 	t.Helper()
 	for name, v := range want {
 		if err := p.CertificateAllowed(context.Background(), name); verdictOf(err) != v {
@@ -95,7 +95,7 @@ func expectVerdicts(t *testing.T, p *Permission, want map[string]verdict) {
 
 func TestPermissionAllowsOnlyManagedDomains(t *testing.T) {
 	d := startDNS(t)
-	p := provisioned(t, &Permission{PolicyDNS: PolicyDNS{Servers: []string{d.addr}}})
+	p := provisioned(t, &PermissionByMTASTS{PolicyDNS: PolicyDNS{Servers: []string{d.addr}}})
 	expectVerdicts(t, p, map[string]verdict{
 		"mta-sts.example.com":           allow,
 		"mta-sts.example.net":           allow,
@@ -115,7 +115,7 @@ func TestPermissionAllowsOnlyManagedDomains(t *testing.T) {
 
 func TestPermissionDeniesOtherNamesWithoutDNS(t *testing.T) {
 	// Had DNS been asked, the closed port would have made each a failure.
-	p := provisioned(t, &Permission{PolicyDNS: PolicyDNS{Servers: []string{freeAddr(t)}}})
+	p := provisioned(t, &PermissionByMTASTS{PolicyDNS: PolicyDNS{Servers: []string{freeAddr(t)}}})
 	before := lookupCount(t)
 	expectVerdicts(t, p, map[string]verdict{
 		"www.example.com":       deny,
@@ -154,7 +154,7 @@ func (c *testClock) advance(d time.Duration) {
 
 // expectOutcome checks what decide answers for name, and that the error
 // goes with the outcome.
-func expectOutcome(t *testing.T, p *Permission, name, want string) {
+func expectOutcome(t *testing.T, p *PermissionByMTASTS, name, want string) {
 	t.Helper()
 	outcome, err := p.decide(context.Background(), name)
 	if outcome != want {
@@ -179,7 +179,7 @@ func TestPermissionRemembersDecisions(t *testing.T) {
 	d := startDNS(t)
 	clock := newTestClock()
 	const ttl = time.Minute
-	p := provisioned(t, &Permission{
+	p := provisioned(t, &PermissionByMTASTS{
 		PolicyDNS: PolicyDNS{Servers: []string{d.addr}},
 		AllowTTL:  caddy.Duration(ttl),
 		DenyTTL:   caddy.Duration(ttl),
@@ -205,7 +205,7 @@ func TestPermissionDuringDNSOutage(t *testing.T) {
 	d := startDNS(t)
 	clock := newTestClock()
 	const ttl, stale = time.Minute, time.Hour
-	p := provisioned(t, &Permission{
+	p := provisioned(t, &PermissionByMTASTS{
 		PolicyDNS:  PolicyDNS{Servers: []string{d.addr}, Timeout: caddy.Duration(time.Second)},
 		AllowTTL:   caddy.Duration(ttl),
 		StaleAllow: caddy.Duration(stale),
@@ -226,7 +226,7 @@ func TestPermissionDuringDNSOutage(t *testing.T) {
 func TestPermissionDecisionsSurviveReload(t *testing.T) {
 	d := startDNS(t)
 	clock := newTestClock()
-	config := Permission{PolicyDNS: PolicyDNS{Servers: []string{d.addr}}, now: clock.now}
+	config := PermissionByMTASTS{PolicyDNS: PolicyDNS{Servers: []string{d.addr}}, now: clock.now}
 	old := config
 	provision(t, &old)
 	expectOutcome(t, &old, "mta-sts.example.com", "allowed")
@@ -251,7 +251,7 @@ func TestPermissionDecisionsSurviveReload(t *testing.T) {
 
 func TestPermissionConfigErrors(t *testing.T) {
 	ctx := testContext(t, "ERROR")
-	for name, p := range map[string]*Permission{
+	for name, p := range map[string]*PermissionByMTASTS{
 		"negative allow_ttl":                 {AllowTTL: -1},
 		"negative deny_ttl":                  {DenyTTL: -1},
 		"negative stale_allow":               {StaleAllow: -1},
@@ -314,7 +314,7 @@ func TestPermissionOlderLookupsLoseToNewerOnes(t *testing.T) {
 		{"mta-sts.example.net", "example.net", "allowed", errors.New("timeout")},
 	} {
 		clock := newTestClock()
-		p := provisioned(t, &Permission{PolicyDNS: PolicyDNS{Servers: []string{d.addr}}, now: clock.now})
+		p := provisioned(t, &PermissionByMTASTS{PolicyDNS: PolicyDNS{Servers: []string{d.addr}}, now: clock.now})
 		old := p.decisions.start(clock.now())
 		old.err = tc.old
 		clock.advance(time.Second)
@@ -329,7 +329,7 @@ func TestPermissionOlderLookupsLoseToNewerOnes(t *testing.T) {
 func TestPermissionOlderLookupsLoseToForgottenOnes(t *testing.T) {
 	d := startDNS(t)
 	clock := newTestClock()
-	p := provisioned(t, &Permission{PolicyDNS: PolicyDNS{Servers: []string{d.addr}}, CacheSize: 2, now: clock.now})
+	p := provisioned(t, &PermissionByMTASTS{PolicyDNS: PolicyDNS{Servers: []string{d.addr}}, CacheSize: 2, now: clock.now})
 	old := p.decisions.start(clock.now())
 	expectOutcome(t, p, "mta-sts.not-hosted.example", "denied")
 	// Bogus names push the newer denial out of the full cache.
