@@ -3,7 +3,9 @@ package caddymtasts
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,110 +22,133 @@ func adapt(t *testing.T, caddyfile string) ([]byte, []caddyconfig.Warning, error
 	return adapter.Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
 }
 
-// expectJSON compares JSON documents by value, so key order and spacing do
-// not matter.
-func expectJSON(t *testing.T, got []byte, want string) {
-	t.Helper()
-	var g, w any
-	if err := json.Unmarshal(got, &g); err != nil {
+// updateGolden rewrites the expected JSON of every golden file from what
+// the adapter produces now; review the result with git diff:
+//
+//	go test -run TestCaddyfileAdaptGolden ./caddymtasts -args -update
+var updateGolden = flag.Bool("update", false, "rewrite the expected JSON of testdata/caddyfile_adapt/*.caddyfiletest")
+
+// TestCaddyfileAdaptGolden adapts each testdata/caddyfile_adapt/*.caddyfiletest
+// the way Caddy's integration test does its own: the file is a Caddyfile,
+// a line "----------", then the JSON the Caddyfile adapts to. Both JSON
+// texts are indented with json.Indent and compared byte for byte, so key
+// order matters but spacing does not. The adapter must give no warnings,
+// so a Caddyfile that caddy fmt would change fails too. To add a form,
+// write the Caddyfile and a separator line, then run with -update (see
+// updateGolden) and check the JSON written.
+func TestCaddyfileAdaptGolden(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "caddyfile_adapt", "*.caddyfiletest"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(want), &w); err != nil {
-		t.Fatal(err)
+	if len(files) == 0 {
+		t.Fatal("no testdata/caddyfile_adapt/*.caddyfiletest")
 	}
-	gotNorm, _ := json.Marshal(g)
-	wantNorm, _ := json.Marshal(w)
-	if !bytes.Equal(gotNorm, wantNorm) {
-		t.Errorf("adapted to\n%s\nwant\n%s", gotNorm, wantNorm)
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := strings.ReplaceAll(string(data), "\r\n", "\n")
+			caddyfile, expected, found := strings.Cut(text, "\n----------\n")
+			if !found {
+				t.Fatalf("%s: no line ---------- between the Caddyfile and the JSON", file)
+			}
+			caddyfile = strings.TrimSpace(caddyfile) + "\n"
+
+			got, warnings, err := adapt(t, caddyfile)
+			if err != nil {
+				t.Fatalf("%s: adapt: %v", file, err)
+			}
+			for _, w := range warnings {
+				t.Errorf("%s: warning: %s", file, w)
+			}
+			var gotIndented bytes.Buffer
+			if err := json.Indent(&gotIndented, got, "", "\t"); err != nil {
+				t.Fatalf("%s: adapted to invalid JSON: %v\n%s", file, err, got)
+			}
+
+			if *updateGolden {
+				out := caddyfile + "----------\n" + gotIndented.String() + "\n"
+				if err := os.WriteFile(file, []byte(out), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+
+			var wantIndented bytes.Buffer
+			if err := json.Indent(&wantIndented, []byte(strings.TrimSpace(expected)), "", "\t"); err != nil {
+				t.Fatalf("%s: the expected part is not JSON: %v", file, err)
+			}
+			if !bytes.Equal(gotIndented.Bytes(), wantIndented.Bytes()) {
+				t.Errorf("%s: adapted JSON differs from the expected part (- expected, + adapted):\n%s",
+					file, lineDiff(wantIndented.String(), gotIndented.String()))
+			}
+		})
 	}
 }
 
-func TestAdaptCaddyfile(t *testing.T) {
-	// No route block: the directive order puts mta_sts ahead of the
-	// catch-all handle.
-	got, warnings, err := adapt(t, `{
-	on_demand_tls {
-		permission mta_sts {
-			servers 192.0.2.53 [2001:db8::53]:5353
-			timeout 2s
-			allow_ttl 5m
-			deny_ttl 10s
-			stale_allow 12h
-			cache_size 500
-			new_certs_per_domain_hour 20
+// lineDiff is a line diff of want and got, from their longest common
+// subsequence of lines: "  " common, "- " only in want, "+ " only in got.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	// lcs[i][j]: length of the longest common subsequence of w[i:], g[j:].
+	lcs := make([][]int, len(w)+1)
+	for i := range lcs {
+		lcs[i] = make([]int, len(g)+1)
+	}
+	for i := len(w) - 1; i >= 0; i-- {
+		for j := len(g) - 1; j >= 0; j-- {
+			if w[i] == g[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
 		}
 	}
+	var b strings.Builder
+	i, j := 0, 0
+	for i < len(w) || j < len(g) {
+		switch {
+		case i < len(w) && j < len(g) && w[i] == g[j]:
+			b.WriteString("  " + w[i] + "\n")
+			i++
+			j++
+		case i < len(w) && (j == len(g) || lcs[i+1][j] >= lcs[i][j+1]):
+			b.WriteString("- " + w[i] + "\n")
+			i++
+		default:
+			b.WriteString("+ " + g[j] + "\n")
+			j++
+		}
+	}
+	return b.String()
 }
 
-https:// {
-	tls internal {
-		on_demand
+// The golden example_local.caddyfiletest is the local variant of
+// Caddyfile.example, commented out there: the two must not drift apart.
+func TestCaddyfileAdaptGoldenLocalIsTheExample(t *testing.T) {
+	example, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
 	}
-	handle {
-		respond 404
+	golden, err := os.ReadFile(filepath.Join("testdata", "caddyfile_adapt", "example_local.caddyfiletest"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	mta_sts {
-		servers 192.0.2.53
-		timeout 1500ms
+	caddyfile, _, found := strings.Cut(strings.ReplaceAll(string(golden), "\r\n", "\n"), "\n----------\n")
+	if !found {
+		t.Fatal("example_local.caddyfiletest: no line ----------")
 	}
-}
-`)
-	if err != nil || len(warnings) > 0 {
-		t.Fatalf("adapt: %v %v", err, warnings)
+	lines := strings.Split(strings.TrimSpace(caddyfile), "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight("# "+l, " ")
 	}
-	expectJSON(t, got, `{"apps": {
-		"http": {"servers": {"srv0": {
-			"listen": [":443"],
-			"routes": [{"handle": [
-				{"handler": "mta_sts", "servers": ["192.0.2.53"], "timeout": 1500000000},
-				{"handler": "subroute", "routes": [{"handle": [{"handler": "static_response", "status_code": 404}]}]}
-			]}],
-			"tls_connection_policies": [{}]
-		}}},
-		"tls": {"automation": {
-			"policies": [{"issuers": [{"module": "internal"}], "on_demand": true}],
-			"on_demand": {"permission": {
-				"module": "mta_sts",
-				"servers": ["192.0.2.53", "[2001:db8::53]:5353"],
-				"timeout": 2000000000,
-				"allow_ttl": 300000000000,
-				"deny_ttl": 10000000000,
-				"stale_allow": 43200000000000,
-				"cache_size": 500,
-				"new_certs_per_domain_hour": 20
-			}}
-		}}
-	}}`)
-}
-
-func TestAdaptDefaults(t *testing.T) {
-	got, warnings, err := adapt(t, `{
-	on_demand_tls {
-		permission mta_sts
+	commented := strings.Join(lines, "\n") + "\n"
+	if !strings.Contains(strings.ReplaceAll(string(example), "\r\n", "\n"), commented) {
+		t.Errorf("Caddyfile.example has no local variant reading, commented out,\n%s", commented)
 	}
-}
-
-https:// {
-	tls internal {
-		on_demand
-	}
-	mta_sts
-}
-`)
-	if err != nil || len(warnings) > 0 {
-		t.Fatalf("adapt: %v %v", err, warnings)
-	}
-	expectJSON(t, got, `{"apps": {
-		"http": {"servers": {"srv0": {
-			"listen": [":443"],
-			"routes": [{"handle": [{"handler": "mta_sts"}]}],
-			"tls_connection_policies": [{}]
-		}}},
-		"tls": {"automation": {
-			"policies": [{"issuers": [{"module": "internal"}], "on_demand": true}],
-			"on_demand": {"permission": {"module": "mta_sts"}}
-		}}
-	}}`)
 }
 
 func TestAdaptRejects(t *testing.T) {
