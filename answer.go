@@ -21,11 +21,12 @@ func (m *MTASTS) answer(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, n
 	var kind string
 	resp.Answer, kind = m.records(r.Question[0], name, d)
 	if kind == "policy" && name.proof != nil {
-		// The id beside the policy lines, from the same computation: the
-		// web server checks that the lines hash to it.
+		// The id beside the policy lines, hashed from those very lines: the
+		// web server checks that they hash to it.
+		lines := resp.Answer[0].(*dns.TXT).Txt
 		resp.Extra = []dns.RR{&dns.TXT{
 			Hdr: dns.RR_Header{Name: "_mta-sts." + name.domain, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: d.ttl},
-			Txt: []string{policy.Record{ID: d.policy.ID()}.String()},
+			Txt: []string{policy.Record{ID: policy.IDOf(policy.JoinLines(lines))}.String()},
 		}}
 	}
 	if len(resp.Answer) == 0 {
