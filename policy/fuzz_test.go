@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -92,4 +93,41 @@ func checkRoundTrip(t *testing.T, p Policy) {
 	if !bytes.Equal(JoinLines(p.Lines()), body) {
 		t.Fatalf("Lines of %+v do not join to its encoding", p)
 	}
+}
+
+// FuzzParseSettings checks that an accepted settings record holds what the
+// grammar allows: off alone, a valid mode, max_age within bounds, and mx
+// patterns in canonical form that make a valid policy with any MX hosts.
+func FuzzParseSettings(f *testing.F) {
+	f.Add("v=STSCFG1; off")
+	f.Add("v=STSCFG1 ;\tmode=enforce ; max_age=1209600 ;mx=mail.new.example;")
+	f.Add("v=STSCFG1; mode=none; mx=*.Mail.Protection.Outlook.com; mx=xn--bcher-kva.example")
+	f.Add("v=STSCFG1; off; mode=enforce")
+	f.Fuzz(func(t *testing.T, txt string) {
+		s, err := ParseSettings(txt)
+		if err != nil {
+			return
+		}
+		if !IsSettingsRecord(txt) {
+			t.Fatalf("ParseSettings accepted %q, which IsSettingsRecord does not claim", txt)
+		}
+		if s.Off && (s.Mode != "" || s.HasMaxAge || len(s.MX) > 0) {
+			t.Fatalf("ParseSettings(%q) = %+v: off with other fields", txt, s)
+		}
+		if _, err := ParseMode(string(s.Mode)); s.Mode != "" && err != nil || s.MaxAge > MaxAgeLimit {
+			t.Fatalf("ParseSettings(%q) = %+v", txt, s)
+		}
+		for _, mx := range s.MX {
+			if got, err := NormalizePattern(mx); err != nil || got != mx {
+				t.Fatalf("ParseSettings(%q): mx %q is not canonical (%q, %v)", txt, mx, got, err)
+			}
+		}
+		p, err := s.Policy(ModeTesting, []string{"mx1.example.com"}, 604800)
+		if err != nil && !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("ParseSettings(%q) = %+v, which gives no policy: %v", txt, s, err)
+		}
+		if err == nil {
+			checkRoundTrip(t, p)
+		}
+	})
 }

@@ -85,9 +85,12 @@ func fromFields(version, mode, maxAge string, mx []string) (Policy, error) {
 	if err != nil {
 		return Policy{}, err
 	}
-	age, err := parseMaxAge(maxAge)
+	if maxAge == "" {
+		return Policy{}, errors.New("max_age missing")
+	}
+	age, err := ParseMaxAge(maxAge)
 	if err != nil {
-		return Policy{}, err
+		return Policy{}, fmt.Errorf("max_age: %w", err)
 	}
 	for _, pattern := range mx {
 		if !isASCII(pattern) || strings.HasSuffix(pattern, ".") {
@@ -97,17 +100,14 @@ func fromFields(version, mode, maxAge string, mx []string) (Policy, error) {
 	return New(m, mx, age)
 }
 
-// parseMaxAge accepts 1 to 10 digits (sts-policy-max-age-value) up to MaxAgeLimit.
-func parseMaxAge(s string) (uint32, error) {
-	if s == "" {
-		return 0, errors.New("max_age missing")
-	}
-	if len(s) > 10 || strings.Trim(s, "0123456789") != "" {
-		return 0, fmt.Errorf("max_age %q is not 1 to 10 digits", s)
-	}
+// ParseMaxAge parses a max_age value as RFC 8461 §3.2 defines it: 1 to 10
+// digits (sts-policy-max-age-value) for at most MaxAgeLimit seconds. Policy
+// files, the plugin's Corefile and settings records all take it, so that
+// every max_age the plugin publishes is one a policy parser accepts.
+func ParseMaxAge(s string) (uint32, error) {
 	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil || n > MaxAgeLimit {
-		return 0, fmt.Errorf("max_age %s exceeds %d", s, MaxAgeLimit)
+	if s == "" || len(s) > 10 || strings.Trim(s, "0123456789") != "" || err != nil || n > MaxAgeLimit {
+		return 0, fmt.Errorf("%q is not a number of seconds from 0 to %d", s, MaxAgeLimit)
 	}
 	return uint32(n), nil
 }

@@ -89,6 +89,24 @@ type tag struct{ name, value string }
 // delim = *WSP ";" *WSP, the shape RFC 8461 §3.1 and RFC 8460 §3 share.
 // Values are 1*(%x21-3A / %x3C / %x3E-7E).
 func parseTagList(txt, version string) ([]tag, error) {
+	fields, err := splitFields(txt, version)
+	if err != nil {
+		return nil, err
+	}
+	tags := make([]tag, 0, len(fields))
+	for _, f := range fields {
+		t, err := parseTag(f)
+		if err != nil {
+			return nil, err
+		}
+		tags = append(tags, t)
+	}
+	return tags, nil
+}
+
+// splitFields returns the fields of "version 1*(delim field) [delim]",
+// without the delimiters and the white space around them.
+func splitFields(txt, version string) ([]string, error) {
 	if !isASCII(txt) {
 		return nil, errors.New("record is not US-ASCII")
 	}
@@ -104,15 +122,10 @@ func parseTagList(txt, version string) ([]tag, error) {
 	if last := len(parts) - 1; last > 0 && strings.Trim(parts[last], " \t") == "" {
 		parts = parts[:last] // the optional trailing delimiter
 	}
-	tags := make([]tag, 0, len(parts))
-	for _, p := range parts {
-		t, err := parseTag(strings.Trim(p, " \t"))
-		if err != nil {
-			return nil, err
-		}
-		tags = append(tags, t)
+	for i, p := range parts {
+		parts[i] = strings.Trim(p, " \t")
 	}
-	return tags, nil
+	return parts, nil
 }
 
 func parseTag(field string) (tag, error) {
