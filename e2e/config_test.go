@@ -1,0 +1,174 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"text/template"
+
+	"github.com/miekg/dns"
+)
+
+// templates are the configs (testdata/*.tmpl, filled in from configData)
+// and zones (testdata/zones/*.tmpl, from zoneData). The Caddyfile is not
+// among them: it is made from the repository's Caddyfile.example.
+var templates = template.Must(template.Must(template.New("").Funcs(template.FuncMap{
+	"pref": func(i int) int { return 10 * (i + 1) }, // MX preferences 10, 20, ...
+}).ParseGlob("testdata/*.tmpl")).ParseGlob("testdata/zones/*.tmpl"))
+
+// configData is what the templates refer to.
+type configData struct {
+	DNS, Resolver, Cache, Web, OwnerWeb string
+	MaxAge                              int
+	Work, PebbleDir, KeyBase            string
+}
+
+func (s *suite) configData() configData {
+	return configData{
+		DNS: dnsAddr, Resolver: resolverAddr, Cache: cacheAddr, Web: webAddr, OwnerWeb: ownerWebAddr,
+		MaxAge: maxAge, Work: s.work, PebbleDir: s.pebbleDir, KeyBase: s.keyBase,
+	}
+}
+
+// zoneData is what a zone template refers to: the serial and MX hosts of the
+// zones that change while everything runs.
+type zoneData struct {
+	DNS, OwnerWeb string
+	Serial        int
+	MX            []string
+	SubMX         string // example.test: the MX host of sub.example.test, if any
+}
+
+// render executes a template into a file of the work dir, atomically, so
+// that a zone reload never sees a half-written file.
+func render(t *testing.T, tmpl *template.Template, name string, data any, path string) {
+	t.Helper()
+	var b bytes.Buffer
+	if err := tmpl.ExecuteTemplate(&b, name, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".new", b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".new", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeZone writes work/zones/ZONE.zone from testdata/zones/ZONE.zone.tmpl.
+func (s *suite) writeZone(t *testing.T, zone string, z zoneData) {
+	t.Helper()
+	z.DNS, z.OwnerWeb = dnsAddr, ownerWebAddr
+	render(t, templates, zone+".zone.tmpl", z, s.path("zones", zone+".zone"))
+}
+
+// writeConfigs writes the zones, the DNSSEC key of signed.test and the
+// configs of every daemon.
+func (s *suite) writeConfigs(t *testing.T) {
+	for _, dir := range []string{"zones", "keys", "unbound", "caddy-home", "caddy-cached-home"} {
+		if err := os.Mkdir(s.path(dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.writeZone(t, "example.test", zoneData{Serial: 1, MX: []string{"mx1.example.test", "mx2.example.test"}, SubMX: "mail.sub.example.test"})
+	s.writeZone(t, "owner.test", zoneData{})
+	s.writeZone(t, "nomail.test", zoneData{})
+	s.writeZone(t, "signed.test", zoneData{Serial: 1, MX: []string{"mx.signed.test"}})
+	s.makeKey(t, "signed.test.")
+	data := s.configData()
+	render(t, templates, "Corefile.tmpl", data, s.path("Corefile"))
+	render(t, templates, "unbound.conf.tmpl", data, s.path("unbound.conf"))
+	render(t, templates, "pebble.json.tmpl", data, s.path("pebble.json"))
+	s.writeCaddyfile(t, "Caddyfile", caddyVariant{admin: adminAddr, handlerServer: dnsAddr})
+	// The same Caddy on other ports, asking the caching server block for
+	// policies (and the authoritative one for permissions).
+	s.writeCaddyfile(t, "Caddyfile.cached", caddyVariant{admin: "off", httpPort: 8080, httpsPort: 8443, handlerServer: cacheAddr})
+}
+
+// makeKey makes the zone's key, a CSK (flags 257) that the dnssec plugin
+// uses for both roles, in the files BIND's dnssec-keygen would write. Its
+// DNSKEY is the trust anchor of unbound and delv.
+func (s *suite) makeKey(t *testing.T, zone string) {
+	k := &dns.DNSKEY{
+		Hdr:       dns.RR_Header{Name: zone, Rrtype: dns.TypeDNSKEY, Class: dns.ClassINET, Ttl: 3600},
+		Flags:     257,
+		Protocol:  3,
+		Algorithm: dns.ECDSAP256SHA256,
+	}
+	priv, err := k.Generate(256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.keyBase = fmt.Sprintf("K%s+%03d+%05d", zone, k.Algorithm, k.KeyTag())
+	files := map[string]string{
+		s.keyBase + ".key":     k.String() + "\n",
+		s.keyBase + ".private": k.PrivateKeyString(priv.(*ecdsa.PrivateKey)),
+		"signed.test.anchor":   k.String() + "\n",
+		// delv wants the anchor in named.conf syntax.
+		"delv.anchor": fmt.Sprintf("trust-anchors {\n  %s static-key %d %d %d \"%s\";\n};\n",
+			zone, k.Flags, k.Protocol, k.Algorithm, k.PublicKey),
+	}
+	for name, content := range files {
+		if err := os.WriteFile(s.path("keys", name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// caddyVariant is what a Caddyfile of the suite changes in Caddyfile.example.
+type caddyVariant struct {
+	admin               string
+	httpPort, httpsPort int
+	handlerServer       string // the DNS server the mta_sts handler asks
+}
+
+// exampleServers is the servers line of Caddyfile.example, in the
+// permission module and in the handler.
+const exampleServers = "servers 192.0.2.53 198.51.100.53"
+
+// writeCaddyfile writes Caddy's config as the README and Caddyfile.example
+// describe it, made from Caddyfile.example itself so the two cannot drift:
+// with global options for the suite (admin, storage, Pebble as the CA) and
+// the servers lines pointing at our CoreDNS.
+func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
+	t.Helper()
+	example, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var globals bytes.Buffer
+	err = templates.ExecuteTemplate(&globals, "caddy-globals.tmpl", map[string]any{
+		"Admin": v.admin, "Work": s.work, "PebbleDir": s.pebbleDir, "HTTPPort": v.httpPort, "HTTPSPort": v.httpsPort,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	block, replaced, globalsAt := "", 0, -1
+	for _, line := range strings.Split(string(example), "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case trimmed == "{" && globalsAt < 0:
+			globalsAt = len(out)
+			line += "\n" + strings.TrimRight(globals.String(), "\n")
+		case strings.HasSuffix(trimmed, "{") && !strings.HasPrefix(trimmed, "#"):
+			block = trimmed
+		case trimmed == exampleServers && block == "permission mta_sts {":
+			line, replaced = strings.Replace(line, exampleServers, "servers "+dnsAddr, 1), replaced+1
+		case trimmed == exampleServers && block == "mta_sts {":
+			line, replaced = strings.Replace(line, exampleServers, "servers "+v.handlerServer, 1), replaced+1
+		}
+		out = append(out, line)
+	}
+	if globalsAt < 0 || replaced != 2 {
+		t.Fatalf("Caddyfile.example changed shape: global options at line %d, %d of 2 servers lines found", globalsAt+1, replaced)
+	}
+	if err := os.WriteFile(s.path(name), []byte(strings.Join(out, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

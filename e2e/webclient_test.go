@@ -1,0 +1,241 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// roots is a pool holding only Pebble's root: the one trust anchor of our
+// clients.
+func (s *suite) roots(t *testing.T) *x509.CertPool {
+	t.Helper()
+	pem, err := os.ReadFile(s.pebbleCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("no certificate in %s", s.pebbleCA)
+	}
+	return pool
+}
+
+// fetch GETs the policy of host at port through our Caddy, on a connection
+// of its own. With an empty at, host is resolved through our CoreDNS (the
+// namespace's resolv.conf), as a sender would; otherwise it is dialed at
+// that address. Long timeout: the first handshake for a name waits for
+// the whole ACME order.
+func (s *suite) fetch(t *testing.T, host string, port int, at string) (*http.Response, string, error) {
+	t.Helper()
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	transport := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: s.roots(t)},
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if at != "" {
+				_, p, _ := net.SplitHostPort(addr)
+				addr = net.JoinHostPort(at, p)
+			}
+			return dialer.DialContext(ctx, network, addr)
+		},
+	}
+	client := &http.Client{Transport: transport, Timeout: 60 * time.Second}
+	resp, err := client.Get(fmt.Sprintf("https://%s:%d/.well-known/mta-sts.txt", host, port))
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp, string(body), err
+}
+
+// mustFetch is fetch in a check: no HTTP answer fails it.
+func (s *suite) mustFetch(t *testing.T, host string, port int, at string) (*http.Response, string) {
+	t.Helper()
+	resp, body, err := s.fetch(t, host, port, at)
+	if err != nil {
+		t.Fatalf("https://%s:%d: %v", host, port, err)
+	}
+	return resp, body
+}
+
+// handshake does a TLS handshake with SNI host at our Caddy on port 443,
+// without DNS, and returns the server's certificate.
+func (s *suite) handshake(t *testing.T, host string) (*x509.Certificate, error) {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", net.JoinHostPort(webAddr, "443"),
+		&tls.Config{ServerName: host, RootCAs: s.roots(t)})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0], nil
+}
+
+// refused reports whether err is the server ending a TLS handshake with an
+// alert: what Caddy does when it has no certificate it may use.
+func refused(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error"
+}
+
+// expectRefused checks that Caddy refuses the handshake for host.
+func (s *suite) expectRefused(t *testing.T, what, host string) {
+	t.Helper()
+	_, err := s.handshake(t, host)
+	if !refused(err) {
+		t.Fatalf("%s: want the handshake refused with an alert, got %v", what, err)
+	}
+	s.ok(t, "%s: refused (%v)", what, err)
+}
+
+// expectCertificate checks that Caddy completes the handshake for host with
+// a certificate for it.
+func (s *suite) expectCertificate(t *testing.T, what, host string) *x509.Certificate {
+	t.Helper()
+	cert, err := s.handshake(t, host)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if err := cert.VerifyHostname(host); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	s.ok(t, "%s: certificate for %s", what, strings.Join(cert.DNSNames, ","))
+	return cert
+}
+
+// pebbleOrders counts the new-order requests Pebble has received.
+func (s *suite) pebbleOrders(t *testing.T) int {
+	t.Helper()
+	log, err := os.ReadFile(s.path("pebble.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(log), "POST /order-plz")
+}
+
+var decisionMetric = regexp.MustCompile(`(?m)^caddy_mta_sts_permission_decisions_total\{outcome="([a-z_]+)"\} ([0-9]+)$`)
+
+// permissionDecisions are the permission module's decision counts from
+// Caddy's metrics, by outcome.
+func permissionDecisions(t *testing.T) map[string]string {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]string{}
+	for _, m := range decisionMetric.FindAllStringSubmatch(string(body), -1) {
+		counts[m[1]] = m[2]
+	}
+	return counts
+}
+
+// storedCerts are the names with a certificate in Caddy's storage, sorted.
+func (s *suite) storedCerts(t *testing.T) string {
+	t.Helper()
+	var names []string
+	err := filepath.WalkDir(s.path("caddy-storage", "certificates"), func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fs.SkipAll
+		}
+		if err == nil && strings.HasSuffix(path, ".crt") {
+			names = append(names, strings.TrimSuffix(d.Name(), ".crt"))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(names)
+	return strings.Join(names, " ")
+}
+
+var stsQueryResult = regexp.MustCompile(`^\(<STSFetchResult\.(\w+): \d+>, (.*)\)$`)
+
+// stsQuery runs Debian's postfix-mta-sts-resolver, the MTA-STS client a
+// Postfix sender uses: mta-sts-query DOMAIN [KNOWN_ID]. It resolves through
+// the namespace's resolv.conf (our CoreDNS) with c-ares and fetches with
+// aiohttp, whose default SSL context loads OpenSSL's default paths, so
+// SSL_CERT_FILE makes Pebble's root its only trust anchor. It prints a
+// Python tuple and exits 0 whatever happened; the tuple becomes one line:
+//
+//	VALID id=ID mode=MODE mx=MX,MX max_age=N   or   NONE, NOT_CHANGED, FETCH_ERROR
+func (s *suite) stsQuery(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("mta-sts-query", args...)
+	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+s.pebbleCA)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	line := strings.TrimSpace(string(out))
+	s.appendLog(t, "mta-sts-query", fmt.Sprintf("mta-sts-query %s: %s\n%s", strings.Join(args, " "), line, stderr.String()))
+	if err != nil {
+		t.Fatalf("mta-sts-query %s: %v", strings.Join(args, " "), err)
+	}
+	m := stsQueryResult.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("unexpected output of mta-sts-query: %s", line)
+	}
+	if m[2] == "None" {
+		return m[1]
+	}
+	// ('ID', {'mx': [...], 'mode': ..., 'max_age': N, ...}): ids, modes and
+	// host names hold no quotes or parentheses, so this is JSON then.
+	var value [2]json.RawMessage
+	var pol struct {
+		Mode   string   `json:"mode"`
+		MX     []string `json:"mx"`
+		MaxAge int      `json:"max_age"`
+	}
+	var id string
+	jsonText := strings.NewReplacer("'", `"`, "(", "[", ")", "]").Replace(m[2])
+	if err := json.Unmarshal([]byte(jsonText), &value); err != nil {
+		t.Fatalf("mta-sts-query's result %s: %v", m[2], err)
+	}
+	if err := errors.Join(json.Unmarshal(value[0], &id), json.Unmarshal(value[1], &pol)); err != nil {
+		t.Fatalf("mta-sts-query's result %s: %v", m[2], err)
+	}
+	return fmt.Sprintf("%s id=%s mode=%s mx=%s max_age=%d", m[1], id, pol.Mode, strings.Join(pol.MX, ","), pol.MaxAge)
+}
+
+// stsValid is stsQuery's line for a valid policy.
+func stsValid(id, mode string, mx ...string) string {
+	return fmt.Sprintf("VALID id=%s mode=%s mx=%s max_age=%d", id, mode, strings.Join(mx, ","), maxAge)
+}
+
+// appendLog adds text to work/NAME.log.
+func (s *suite) appendLog(t *testing.T, name, text string) {
+	t.Helper()
+	f, err := os.OpenFile(s.path(name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.WriteString(f, text); err != nil {
+		t.Fatal(err)
+	}
+}
