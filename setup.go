@@ -160,7 +160,8 @@ func (m *MTASTS) parseScalar(c *caddy.Controller, property, arg string) error {
 	case "mode":
 		m.Mode, err = policy.ParseMode(arg)
 	case "max_age":
-		m.MaxAge, err = parseSeconds(arg, 1, policy.MaxAgeLimit)
+		// The grammar and bounds of RFC 8461, as in settings records.
+		m.MaxAge, err = policy.ParseMaxAge(arg)
 	case "ttl":
 		// 0 would keep resolvers from caching the records at all, so that
 		// every sender's lookup reached the authoritative servers.

@@ -49,6 +49,15 @@ func TestParseAllProperties(t *testing.T) {
 	}
 }
 
+// max_age takes what a policy may state (RFC 8461 §3.2), 0 included, by
+// the parser settings records use too.
+func TestParseMaxAgeZero(t *testing.T) {
+	m, err := parse(caddy.NewTestController("dns", "mtasts {\n policy_server 192.0.2.1\n max_age 0\n}"))
+	if err != nil || m.MaxAge != 0 {
+		t.Errorf("max_age 0: %+v, %v", m, err)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct {
 		input, want string
@@ -63,7 +72,7 @@ func TestParseErrors(t *testing.T) {
 		{"mtasts {\n policy_cname bad_host.example\n}", "policy_cname"},
 		{"mtasts {\n policy_server 192.0.2.1\n mode Enforce\n}", "invalid mode"},
 		{"mtasts {\n policy_server 192.0.2.1\n mode\n}", "Wrong argument count"},
-		{"mtasts {\n policy_server 192.0.2.1\n max_age 0\n}", "max_age: '0' is not a number of seconds from 1 to 31557600"},
+		{"mtasts {\n policy_server 192.0.2.1\n max_age -1\n}", `max_age: "-1" is not a number of seconds from 0 to 31557600`},
 		{"mtasts {\n policy_server 192.0.2.1\n max_age 31557601\n}", "max_age"},
 		{"mtasts {\n policy_server 192.0.2.1\n max_age 1w\n}", "max_age"},
 		{"mtasts {\n policy_server 192.0.2.1\n ttl -1\n}", "ttl"},
