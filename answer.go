@@ -37,7 +37,7 @@ func (m *MTASTS) answer(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, n
 		}
 		resp.Ns, kind = []dns.RR{soa}, "nodata"
 	}
-	answers.WithLabelValues(metrics.WithServer(ctx), kind).Inc()
+	answers.WithLabelValues(metrics.WithServer(ctx), kind, string(d.policy.Mode)).Inc()
 	return dns.RcodeSuccess, w.WriteMsg(resp)
 }
 
@@ -90,7 +90,7 @@ func (m *MTASTS) addresses(hdr dns.RR_Header) []dns.RR {
 // _smtp._tls.D below it now exists: an NXDOMAIN there would tell resolvers
 // (RFC 8020) that the TLS-RPT record does not exist either, so it becomes
 // NODATA.
-func (m *MTASTS) serveTLSParent(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+func (m *MTASTS) serveTLSParent(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, mode policy.Mode) (int, error) {
 	nw := nonwriter.New(w)
 	rcode, err := plugin.NextOrFailure(m.Name(), m.Next, ctx, nw, r)
 	if err != nil || nw.Msg == nil {
@@ -99,7 +99,7 @@ func (m *MTASTS) serveTLSParent(ctx context.Context, w dns.ResponseWriter, r *dn
 	resp := nw.Msg
 	if resp.Rcode == dns.RcodeNameError && resp.Authoritative {
 		resp.Rcode = dns.RcodeSuccess
-		answers.WithLabelValues(metrics.WithServer(ctx), "nodata").Inc()
+		answers.WithLabelValues(metrics.WithServer(ctx), "nodata", string(mode)).Inc()
 	}
 	return resp.Rcode, w.WriteMsg(resp)
 }

@@ -13,8 +13,9 @@ import (
 )
 
 // FuzzServeDNS feeds arbitrary messages to the plugin with the file plugin
-// behind it, serving the example zone and MX targets the plugin refuses
-// (newExampleMTASTS). The seeds include queries carrying the proof option.
+// behind it, serving the example zone, MX targets the plugin refuses and
+// settings records, valid and not (newExampleMTASTS). The seeds include
+// queries carrying the proof option.
 // Whatever arrives, the plugin must not panic, whatever it writes must be a
 // valid message answering the question, and a managed domain's _mta-sts
 // name never gets NXDOMAIN.
@@ -23,7 +24,9 @@ func FuzzServeDNS(f *testing.F) {
 	for _, name := range []string{"_mta-sts.example.com.", "mta-sts.sub.example.com.", "_smtp._tls.example.com.",
 		"_tls.example.com.", "_mta-sts.owner.example.com.", "_MTA-STS.x.WILD.example.com.", "mta-sts.", "_mta-sts.nullmx.example.com.",
 		`_mta-sts.a\.b.example.com.`, "_mta-sts.child.example.com.", "example.com.", "_mta-sts.ulabel.example.com.",
-		"mta-sts.wildmx.example.com.", "_mta-sts.escaped.example.com.", "mta-sts.mixed.example.com.", "_mta-sts.upper.example.com."} {
+		"mta-sts.wildmx.example.com.", "_mta-sts.escaped.example.com.", "mta-sts.mixed.example.com.", "_mta-sts.upper.example.com.",
+		"_mta-sts.s-all.example.com.", "mta-sts.s-mx.example.com.", "_smtp._tls.s-none.example.com.", "_tls.s-off.example.com.",
+		"mta-sts.s-off.example.com.", "_mta-sts.s-owner.example.com.", "mta-sts.s-two.example.com.", "_mta-sts.s-longline.example.com."} {
 		for _, qtype := range []uint16{dns.TypeTXT, dns.TypeA, dns.TypeAAAA, dns.TypeANY, dns.TypeMX, dns.TypeAXFR} {
 			q := new(dns.Msg)
 			q.SetQuestion(name, qtype)

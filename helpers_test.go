@@ -185,13 +185,53 @@ func startExample(t testing.TB) *dnsServer {
 	return startCoreDNS(t, basicCorefile, map[string]string{"example.com.zone": zoneWithSerial(1)})
 }
 
+// settingsRecords are mail domains of the example zone, each with the MX
+// host mx1.example.com and settings records at _mta-sts: one per key, keys
+// combined (with spaces and a tab around the delimiters, over two strings,
+// beside another TXT record),
+// settings stating the defaults, invalid records, two records, an owner's
+// v=STSv1 record beside settings, and off.
+var settingsRecords = `s-enforce            IN MX  10 mx1
+_mta-sts.s-enforce   IN TXT "v=STSCFG1; mode=enforce"
+s-none               IN MX  10 mx1
+_mta-sts.s-none      IN TXT "v=STSCFG1; mode=none"
+s-maxage             IN MX  10 mx1
+_mta-sts.s-maxage    IN TXT "v=STSCFG1; max_age=86400"
+s-mx                 IN MX  10 mx1
+_mta-sts.s-mx        IN TXT "v=STSCFG1; mx=mail.new.example; mx=*.mail.protection.outlook.com; mx=MX1.example.com"
+s-all                IN MX  10 mx1
+_mta-sts.s-all       IN TXT "v=STSCFG1 ;	mode=enforce ; max_age=12" "09600; mx=mx9.example.net ;"
+_mta-sts.s-all       IN TXT "site-verification=abc"
+s-defaults           IN MX  10 mx1
+_mta-sts.s-defaults  IN TXT "v=STSCFG1; mode=testing; max_age=604800; mx=mx1.example.com"
+s-invalid            IN MX  10 mx1
+_mta-sts.s-invalid   IN TXT "v=STSCFG1; mode=enforce; colour=blue"
+s-two                IN MX  10 mx1
+_mta-sts.s-two       IN TXT "v=STSCFG1; mode=enforce"
+_mta-sts.s-two       IN TXT "v=STSCFG1; max_age=86400"
+s-longline           IN MX  10 mx1
+_mta-sts.s-longline  IN TXT "v=STSCFG1; mode=enforce; mx=*.` + mxHost(0, 47, 3) + `"
+s-owner              IN MX  10 mx1
+_mta-sts.s-owner     IN TXT "v=STSv1; id=ownerpolicy2"
+_mta-sts.s-owner     IN TXT "v=STSCFG1; mode=enforce"
+s-off                IN MX  10 mx1
+_mta-sts.s-off       IN TXT "v=STSCFG1; off"
+mta-sts.s-off        IN A   198.51.100.7
+`
+
+// settingsZone is the example zone with settingsRecords.
+func settingsZone(serial int) string {
+	return exampleZoneWith(serial, exampleApexMX+"\n"+settingsRecords)
+}
+
 // newExampleMTASTS returns the plugin with the file plugin behind it,
-// serving the example zone and MX targets the plugin refuses
-// (invalidMXRecords), with an IPv4 and an IPv6 policy server and a TLS-RPT
-// template: the fixture of FuzzServeDNS and of the ServeDNS unit tests.
+// serving the example zone, MX targets the plugin refuses
+// (invalidMXRecords) and settings records (settingsRecords), with an IPv4
+// and an IPv6 policy server and a TLS-RPT template: the fixture of
+// FuzzServeDNS and of the ServeDNS unit tests.
 func newExampleMTASTS(tb testing.TB) *MTASTS {
 	tb.Helper()
-	zone, err := file.Parse(strings.NewReader(exampleZoneWith(1, exampleApexMX+"\n"+invalidMXRecords)), "example.com.", "example.com.zone", 0)
+	zone, err := file.Parse(strings.NewReader(exampleZoneWith(1, exampleApexMX+"\n"+invalidMXRecords+"\n"+settingsRecords)), "example.com.", "example.com.zone", 0)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/coredns-mtasts/mtasts/policy"
 )
@@ -46,7 +44,7 @@ func checkPassedThrough(t *testing.T, with, without *dnsServer, domain string) {
 	for _, q := range []struct {
 		prefix string
 		qtype  uint16
-	}{{"_mta-sts.", dns.TypeTXT}, {"mta-sts.", dns.TypeTXT}, {"mta-sts.", dns.TypeA}} {
+	}{{"_mta-sts.", dns.TypeTXT}, {"mta-sts.", dns.TypeTXT}, {"mta-sts.", dns.TypeA}, {"_smtp._tls.", dns.TypeTXT}, {"_tls.", dns.TypeTXT}} {
 		for _, network := range []string{"udp", "tcp"} {
 			name := q.prefix + domain
 			got, want := with.exchange(t, network, name, q.qtype, false), without.exchange(t, network, name, q.qtype, false)
@@ -205,7 +203,8 @@ func TestUnusableMXSetsAreCountedAndLoggedOnce(t *testing.T) {
 	s := startCoreDNS(t, basicCorefile, map[string]string{"example.com.zone": exampleZoneWith(1, exampleApexMX+`
 logonce-invalid IN MX 10 *.mx.example.net.
 logonce-long    IN MX 10 `+mxHost(0, 49, 3)+".\n")}) // "mx: " and 253 octets: too long a line
-	before := map[string]float64{"invalid_mx": unusableCount(t, "invalid_mx"), "too_large": unusableCount(t, "too_large")}
+	const unusable = "coredns_mtasts_unusable_mx_sets_total"
+	before := map[string]float64{"invalid_mx": counterSum(t, unusable, "reason", "invalid_mx"), "too_large": counterSum(t, unusable, "reason", "too_large")}
 	for _, domain := range []string{"logonce-invalid.example.com.", "logonce-long.example.com."} {
 		for range 2 {
 			s.query(t, "_mta-sts."+domain, dns.TypeTXT)
@@ -213,7 +212,7 @@ logonce-long    IN MX 10 `+mxHost(0, 49, 3)+".\n")}) // "mx: " and 253 octets: t
 		}
 	}
 	for reason, n := range before {
-		if got := unusableCount(t, reason) - n; got != 4 {
+		if got := counterSum(t, unusable, "reason", reason) - n; got != 4 {
 			t.Errorf("%s: counted %v queries, want 4", reason, got)
 		}
 	}
@@ -225,27 +224,6 @@ logonce-long    IN MX 10 `+mxHost(0, 49, 3)+".\n")}) // "mx: " and 253 octets: t
 			t.Errorf("logged %d times, want once: %q\n%s", n, want, logs())
 		}
 	}
-}
-
-// unusableCount returns the unusable MX sets counted for reason, summed over
-// the servers.
-func unusableCount(t *testing.T, reason string) float64 {
-	t.Helper()
-	ch := make(chan prometheus.Metric, 64)
-	go func() { unusableMXSets.Collect(ch); close(ch) }()
-	var sum float64
-	for m := range ch {
-		var pb dto.Metric
-		if err := m.Write(&pb); err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range pb.GetLabel() {
-			if l.GetName() == "reason" && l.GetValue() == reason {
-				sum += pb.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
 }
 
 // captureLog sends the standard logger's output, which CoreDNS's log

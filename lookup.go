@@ -27,40 +27,36 @@ type managedDomain struct {
 // managed decides from the rest of the chain whether the plugin manages
 // name.domain: nil if not, an error if the zone data cannot be read.
 func (m *MTASTS) managed(ctx context.Context, w dns.ResponseWriter, name ownedName) (*managedDomain, error) {
-	p, mxTTL, err := m.mxPolicy(ctx, w, name.domain)
-	if err != nil || p == nil {
+	hosts, mxTTL, err := m.mxHosts(ctx, w, name.domain)
+	if err != nil || len(hosts) == 0 {
 		return nil, err
 	}
-	owned, err := m.ownerPublishes(ctx, w, "_mta-sts."+name.domain, policy.IsRecord)
+	// The owner check reads the settings records too: they live at the same
+	// name, so the settings cost no lookup of their own.
+	owned, settings, err := m.ownerPublishes(ctx, w, "_mta-sts."+name.domain, policy.IsRecord)
 	if err != nil || owned {
 		return nil, err
 	}
+	p := m.domainPolicy(ctx, name.domain, hosts, settings)
+	if p == nil {
+		return nil, nil
+	}
 	d := &managedDomain{policy: *p, ttl: min(mxTTL, m.TTL)}
 	if name.kind == nameTLSRPT || name.kind == nameTLSParent {
-		d.ownTLSRPT, err = m.ownerPublishes(ctx, w, "_smtp._tls."+name.domain, policy.IsTLSRPTRecord)
+		d.ownTLSRPT, _, err = m.ownerPublishes(ctx, w, "_smtp._tls."+name.domain, policy.IsTLSRPTRecord)
 	}
 	return d, err
 }
 
-// mxPolicy returns the policy domain's MX set implies and the MX RRset's TTL,
-// or nil if the domain has no usable MX set: no MX, null MX only (RFC 7505),
-// a CNAME or DNAME, a delegation, or a set that gives no policy the plugin
-// can publish (see servablePolicy).
-func (m *MTASTS) mxPolicy(ctx context.Context, w dns.ResponseWriter, domain string) (*policy.Policy, uint32, error) {
+// mxHosts returns the targets of domain's MX records and the MX RRset's
+// TTL, or no targets if the domain has no usable MX set: no MX, null MX
+// only (RFC 7505), a CNAME or DNAME, or a delegation.
+func (m *MTASTS) mxHosts(ctx context.Context, w dns.ResponseWriter, domain string) ([]string, uint32, error) {
 	resp, err := m.lookup(ctx, w, domain, dns.TypeMX, true)
 	if err != nil || !resp.Authoritative || resp.Rcode != dns.RcodeSuccess {
 		return nil, 0, err
 	}
-	hosts, ttl, err := mxTargets(resp, domain)
-	if err != nil || len(hosts) == 0 {
-		return nil, 0, err
-	}
-	p, err := m.servablePolicy(domain, hosts)
-	if err != nil {
-		reportUnusable(ctx, domain, err)
-		return nil, 0, nil
-	}
-	return &p, ttl, nil
+	return mxTargets(resp, domain)
 }
 
 // mxTargets returns the targets of domain's MX records in an MX answer,
@@ -89,29 +85,35 @@ func mxTargets(resp *dns.Msg, domain string) ([]string, uint32, error) {
 }
 
 // ownerPublishes reports whether the zone holds its own data at name: a
-// delegation, a CNAME, or a TXT record that isOwn recognizes.
-func (m *MTASTS) ownerPublishes(ctx context.Context, w dns.ResponseWriter, name string, isOwn func(string) bool) (bool, error) {
+// delegation, a CNAME, or a TXT record that isOwn recognizes. From the same
+// answer it returns the texts of the settings records at name, if it does
+// not.
+func (m *MTASTS) ownerPublishes(ctx context.Context, w dns.ResponseWriter, name string, isOwn func(string) bool) (bool, []string, error) {
 	resp, err := m.lookup(ctx, w, name, dns.TypeTXT, false)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	if !resp.Authoritative {
-		return true, nil // a referral: the name is delegated away
+		return true, nil, nil // a referral: the name is delegated away
 	}
+	var settings []string
 	for _, rr := range resp.Answer {
 		if !strings.EqualFold(rr.Header().Name, name) {
 			continue
 		}
 		switch rr := rr.(type) {
 		case *dns.CNAME:
-			return true, nil
+			return true, nil, nil
 		case *dns.TXT:
-			if isOwn(strings.Join(rr.Txt, "")) {
-				return true, nil
+			switch txt := strings.Join(rr.Txt, ""); {
+			case isOwn(txt):
+				return true, nil, nil
+			case policy.IsSettingsRecord(txt):
+				settings = append(settings, txt)
 			}
 		}
 	}
-	return false, nil
+	return false, settings, nil
 }
 
 // negativeSOA returns the SOA record for a NODATA answer about a name at or

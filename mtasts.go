@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"sync"
 
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/metrics"
@@ -36,8 +35,6 @@ type MTASTS struct {
 	MaxAge        uint32
 	TTL           uint32   // upper bound of the synthesized records' TTL
 	TLSRPT        []string // rua URI templates; {domain} stands for D
-
-	presignedLogged sync.Map // zones already reported as pre-signed
 }
 
 // ServeDNS implements the plugin.Handler interface.
@@ -53,7 +50,7 @@ func (m *MTASTS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg)
 	d, err := m.managed(ctx, w, name)
 	switch {
 	case errors.Is(err, errPresigned):
-		m.logPresigned(name.zone)
+		logPresigned(name.zone)
 		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
 	case err != nil:
 		log.Debugf("%s: cannot tell whether %s is managed: %v", state.Name(), name.domain, err)
@@ -62,7 +59,7 @@ func (m *MTASTS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg)
 	case d == nil || d.ownTLSRPT:
 		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
 	case name.kind == nameTLSParent:
-		return m.serveTLSParent(ctx, w, r)
+		return m.serveTLSParent(ctx, w, r, d.policy.Mode)
 	}
 	return m.answer(ctx, w, r, name, d)
 }
@@ -72,8 +69,6 @@ func (m *MTASTS) Name() string { return pluginName }
 
 // logPresigned reports once per zone that the plugin steps aside: an
 // unsigned synthesized answer would be bogus in a signed zone.
-func (m *MTASTS) logPresigned(zone string) {
-	if _, seen := m.presignedLogged.LoadOrStore(zone, true); !seen {
-		log.Warningf("zone %s is DNSSEC-signed: not synthesizing MTA-STS records in it", zone)
-	}
+func logPresigned(zone string) {
+	warnOnce("presigned "+zone, "zone %s is DNSSEC-signed: not synthesizing MTA-STS records in it", zone)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/coredns-mtasts/mtasts/policy"
 )
@@ -284,7 +285,7 @@ func TestFailingBackendGivesSERVFAIL(t *testing.T) {
 		transfer from 127.0.0.1:9
 	}
 }`, map[string]string{"example.net.zone": strings.ReplaceAll(zoneWithSerial(1), "example.com.", "example.net.")})
-	before := counterSum(t, "coredns_mtasts_lookup_failures_total", "")
+	before := counterSum(t, "coredns_mtasts_lookup_failures_total")
 	for _, q := range []struct {
 		name  string
 		qtype uint16
@@ -298,7 +299,7 @@ func TestFailingBackendGivesSERVFAIL(t *testing.T) {
 			t.Errorf("%s %s: want SERVFAIL, got\n%v", q.name, dns.TypeToString[q.qtype], resp)
 		}
 	}
-	if got := counterSum(t, "coredns_mtasts_lookup_failures_total", "") - before; got != 4 {
+	if got := counterSum(t, "coredns_mtasts_lookup_failures_total") - before; got != 4 {
 		t.Errorf("lookup failures counted %v times, want 4", got)
 	}
 	if resp := s.query(t, "www.example.net.", dns.TypeA); resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 1 {
@@ -350,16 +351,17 @@ func TestPolicyCNAMEModeAndMaxAge(t *testing.T) {
 
 func TestMetricsCountAnswers(t *testing.T) {
 	s := startExample(t)
-	before := counterSum(t, "coredns_mtasts_answers_total", "record")
+	before := counterSum(t, "coredns_mtasts_answers_total", "kind", "record")
 	s.query(t, "_mta-sts.example.com.", dns.TypeTXT)
 	s.query(t, "_mta-sts.nomx.example.com.", dns.TypeTXT) // not ours: not counted
-	if got := counterSum(t, "coredns_mtasts_answers_total", "record") - before; got != 1 {
+	if got := counterSum(t, "coredns_mtasts_answers_total", "kind", "record") - before; got != 1 {
 		t.Errorf("record answers counted %v times, want 1", got)
 	}
 }
 
-// counterSum adds up a counter's values over all servers, for one kind (or all).
-func counterSum(t *testing.T, name, kind string) float64 {
+// counterSum adds up a counter's values over all servers, for the metrics
+// that have the given label name and value pairs.
+func counterSum(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
 	families, err := prometheus.DefaultGatherer.Gather()
 	if err != nil {
@@ -371,15 +373,26 @@ func counterSum(t *testing.T, name, kind string) float64 {
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if kind == "" || l.GetName() == "kind" && l.GetValue() == kind {
-					sum += m.GetCounter().GetValue()
-					break
-				}
+			if hasLabels(m, labels) {
+				sum += m.GetCounter().GetValue()
 			}
 		}
 	}
 	return sum
+}
+
+// hasLabels reports whether m has all the label name and value pairs.
+func hasLabels(m *dto.Metric, pairs []string) bool {
+	have := map[string]string{}
+	for _, l := range m.GetLabel() {
+		have[l.GetName()] = l.GetValue()
+	}
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if have[pairs[i]] != pairs[i+1] {
+			return false
+		}
+	}
+	return true
 }
 
 // With auto serving a directory of zones, cache above and the plugin's zones

@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/coredns/coredns/plugin/metrics"
-	"github.com/coredns/coredns/plugin/pkg/cache"
 	"github.com/miekg/dns"
 
 	"github.com/coredns-mtasts/mtasts/policy"
@@ -25,18 +24,20 @@ var (
 	errTooLarge = errors.New("the policy cannot be served")
 )
 
-// servablePolicy returns the policy that domain's MX hosts imply, or an
-// error (errInvalidMX, errTooLarge) if the plugin cannot publish it.
-func (m *MTASTS) servablePolicy(domain string, hosts []string) (policy.Policy, error) {
+// servablePolicy returns the policy that domain's MX hosts imply under its
+// settings s, or an error (errInvalidMX, errTooLarge) if the plugin cannot
+// publish it.
+func (m *MTASTS) servablePolicy(domain string, hosts []string, s policy.Settings) (policy.Policy, error) {
 	for _, host := range hosts {
 		if err := policy.CheckWireHost(host); err != nil {
 			return policy.Policy{}, fmt.Errorf("%w: %w", errInvalidMX, err)
 		}
 	}
-	p, err := policy.New(m.Mode, hosts, m.MaxAge)
+	p, err := s.Policy(m.Mode, hosts, m.MaxAge)
 	if err != nil {
-		// The hosts are valid, the mode and max_age were checked at setup:
-		// only the size is left to refuse (policy.ErrTooLarge).
+		// The hosts are valid, and so are the settings' mx patterns; the
+		// mode and max_age were checked at setup or by ParseSettings: only
+		// the size is left to refuse (policy.ErrTooLarge).
 		return policy.Policy{}, fmt.Errorf("%w: %w", errTooLarge, err)
 	}
 	if err := checkCharacterStrings(p); err != nil {
@@ -129,12 +130,6 @@ func signatureReserve(owner, domain string) *dns.RRSIG {
 	}
 }
 
-// unusableLogged holds the domains already logged as unusable, with the
-// reason, so that each is logged once and not on every query, in bounded
-// memory: a full cache forgets one at random, to be logged again. Two
-// concurrent first queries for a domain may both log it.
-var unusableLogged = cache.New[struct{}](10000)
-
 // reportUnusable counts a query for domain, whose MX set gives no policy the
 // plugin can publish, and logs the domain and why the first time.
 func reportUnusable(ctx context.Context, domain string, err error) {
@@ -143,10 +138,5 @@ func reportUnusable(ctx context.Context, domain string, err error) {
 		reason = "too_large"
 	}
 	unusableMXSets.WithLabelValues(metrics.WithServer(ctx), reason).Inc()
-	key := cache.Hash([]byte(reason + " " + domain))
-	if _, seen := unusableLogged.Get(key); seen {
-		return
-	}
-	unusableLogged.Add(key, struct{}{})
-	log.Warningf("%s is not managed (%s): %v", domain, reason, err)
+	warnOnce(reason+" "+domain, "%s is not managed (%s): %v", domain, reason, err)
 }

@@ -27,6 +27,7 @@ func serveCases(t *testing.T) []test.Case {
 	apexID := expectedID(t, "mx1.example.com", "mx2.example.com")
 	subID := expectedID(t, "mail.sub.example.com")
 	wildID := expectedID(t, "mx.wild.example.net")
+	settings := settingsPolicies(t)
 	return []test.Case{
 		// The names of a mail domain.
 		{
@@ -94,6 +95,43 @@ func serveCases(t *testing.T) []test.Case {
 		{
 			Qname: "MTA-STS.Example.COM.", Qtype: dns.TypeA, Authoritative: true,
 			Answer: []dns.RR{test.A("MTA-STS.Example.COM. 300 IN A 192.0.2.10")},
+		},
+		// Settings records shape the policy and stay hidden.
+		{
+			Qname: "_mta-sts.s-enforce.example.com.", Qtype: dns.TypeTXT, Authoritative: true,
+			Answer: []dns.RR{test.TXT(`_mta-sts.s-enforce.example.com. 300 IN TXT "v=STSv1; id=` + settings["s-enforce"].ID() + `"`)},
+		},
+		{
+			Qname: "mta-sts.s-mx.example.com.", Qtype: dns.TypeTXT, Authoritative: true,
+			Answer: []dns.RR{test.TXT(`mta-sts.s-mx.example.com. 300 IN TXT "version: STSv1" "mode: testing" "mx: *.mail.protection.outlook.com" "mx: mail.new.example" "mx: mx1.example.com" "max_age: 604800"`)},
+		},
+		{
+			Qname: "mta-sts.s-all.example.com.", Qtype: dns.TypeTXT, Authoritative: true,
+			Answer: []dns.RR{test.TXT(`mta-sts.s-all.example.com. 300 IN TXT "version: STSv1" "mode: enforce" "mx: mx1.example.com" "mx: mx9.example.net" "max_age: 1209600"`)},
+		},
+		{
+			Qname: "_mta-sts.s-none.example.com.", Qtype: dns.TypeA, Authoritative: true, Ns: []dns.RR{test.SOA(nodataSOA)},
+		},
+		// Off, and an owner's record beside settings: the zone's answers.
+		{
+			Qname: "_mta-sts.s-off.example.com.", Qtype: dns.TypeTXT, Authoritative: true,
+			Answer: []dns.RR{test.TXT(`_mta-sts.s-off.example.com. 3600 IN TXT "v=STSCFG1; off"`)},
+			Ns:     []dns.RR{test.NS(zoneNS)},
+		},
+		{
+			Qname: "mta-sts.s-off.example.com.", Qtype: dns.TypeA, Authoritative: true,
+			Answer: []dns.RR{test.A("mta-sts.s-off.example.com. 3600 IN A 198.51.100.7")},
+			Ns:     []dns.RR{test.NS(zoneNS)},
+		},
+		{Qname: "mta-sts.s-off.example.com.", Qtype: dns.TypeTXT, Authoritative: true, Ns: []dns.RR{test.SOA(zoneSOA)}},
+		{Qname: "_smtp._tls.s-off.example.com.", Qtype: dns.TypeTXT, Rcode: dns.RcodeNameError, Authoritative: true, Ns: []dns.RR{test.SOA(zoneSOA)}},
+		{
+			Qname: "_mta-sts.s-owner.example.com.", Qtype: dns.TypeTXT, Authoritative: true,
+			Answer: []dns.RR{
+				test.TXT(`_mta-sts.s-owner.example.com. 3600 IN TXT "v=STSCFG1; mode=enforce"`),
+				test.TXT(`_mta-sts.s-owner.example.com. 3600 IN TXT "v=STSv1; id=ownerpolicy2"`),
+			},
+			Ns: []dns.RR{test.NS(zoneNS)},
 		},
 		// Names of domains the plugin does not manage get the zone's answer.
 		{Qname: "_mta-sts.nullmx.example.com.", Qtype: dns.TypeTXT, Rcode: dns.RcodeNameError, Authoritative: true, Ns: []dns.RR{test.SOA(zoneSOA)}},
