@@ -22,7 +22,9 @@ import (
 // zoneTemplate is served, relative to each origin, for example.com,
 // example.net and the IDN bücher.example. Its first verb is the SOA serial,
 // the second the apex's MX host. Below w, without MX, and at self, which
-// runs MTA-STS itself, the zone holds TXT records imitating a policy.
+// runs MTA-STS itself, the zone holds TXT records imitating a policy. The
+// settings records of off and enforced make one unmanaged and the other's
+// policy enforce, with an extra mx pattern.
 const zoneTemplate = `$TTL 3600
 @        IN SOA ns1 hostmaster %d 7200 3600 1209600 300
 @        IN NS  ns1
@@ -37,6 +39,10 @@ mta-sts.nomx  IN TXT "version: STSv1" "mode: enforce" "mx: evil.example" "max_ag
 self          IN MX  10 mx1
 _mta-sts.self IN TXT "v=STSv1; id=selfhosted1"
 mta-sts.self  IN TXT "version: STSv1" "mode: enforce" "mx: evil.example" "max_age: 86400"
+off               IN MX  10 mx1
+_mta-sts.off      IN TXT "v=STSCFG1; off"
+enforced          IN MX  10 mx1
+_mta-sts.enforced IN TXT "v=STSCFG1; mode=enforce; mx=*.mail.example.net"
 `
 
 // The Corefile of the provider's authoritative DNS: the mtasts plugin above
