@@ -42,6 +42,7 @@ type zoneData struct {
 	Serial        int
 	MX            []string
 	SubMX         string // example.test: the MX host of sub.example.test, if any
+	Settings      string // customers.test: the settings record of moving.customers.test, if any
 }
 
 // render executes a template into a file of the work dir, atomically, so
@@ -70,7 +71,7 @@ func (s *suite) writeZone(t *testing.T, zone string, z zoneData) {
 // writeConfigs writes the zones, the DNSSEC key of signed.test and the
 // configs of every daemon.
 func (s *suite) writeConfigs(t *testing.T) {
-	for _, dir := range []string{"zones", "keys", "unbound", "caddy-home", "caddy-cached-home"} {
+	for _, dir := range []string{"zones", "keys", "unbound", "unbound-sender", "caddy-home", "caddy-cached-home"} {
 		if err := os.Mkdir(s.path(dir), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -79,6 +80,7 @@ func (s *suite) writeConfigs(t *testing.T) {
 	s.writeZone(t, "owner.test", zoneData{})
 	s.writeZone(t, "nomail.test", zoneData{})
 	s.writeZone(t, "signed.test", zoneData{Serial: 1, MX: []string{"mx.signed.test"}})
+	s.writeZone(t, "customers.test", movingStart)
 	s.makeKey(t, "signed.test.")
 	data := s.configData()
 	render(t, templates, "Corefile.tmpl", data, s.path("Corefile"))

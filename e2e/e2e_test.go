@@ -36,6 +36,8 @@ func TestEndToEnd(t *testing.T) {
 		{"live MX change: the id changes, the client fetches the new policy", testLiveChange},
 		{"a customer leaves, caddy restarts: stored certificates load only for managed domains", testCustomerLeaves},
 		{"a caddy asking a caching CoreDNS never serves a stale policy during an MX change", testCacheInFront},
+		{"per-domain settings from the zone: enforce, extra mx, none, invalid, off", testSettings},
+		{"moving MX hosts under enforce: refused in both cache windows alone, delivered with the procedure", testMovingMX},
 		{"all daemons still running", testAllRunning},
 		{"fail closed: with coredns stopped, 503 for the policy, no certificate for a new name", testFailClosed},
 	})

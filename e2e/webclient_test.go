@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,6 +20,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -176,32 +178,72 @@ func (s *suite) storedCerts(t *testing.T) string {
 
 var stsQueryResult = regexp.MustCompile(`^\(<STSFetchResult\.(\w+): \d+>, (.*)\)$`)
 
-// stsQuery runs Debian's postfix-mta-sts-resolver, the MTA-STS client a
-// Postfix sender uses: mta-sts-query DOMAIN [KNOWN_ID]. It resolves through
-// the namespace's resolv.conf (our CoreDNS) with c-ares and fetches with
-// aiohttp, whose default SSL context loads OpenSSL's default paths, so
-// SSL_CERT_FILE makes Pebble's root its only trust anchor. It prints a
-// Python tuple and exits 0 whatever happened; the tuple becomes one line:
+// stsResult is what mta-sts-query found: Status VALID with the policy's
+// id, mode, mx and max_age, or NONE, NOT_CHANGED, FETCH_ERROR alone.
+type stsResult struct {
+	Status, ID, Mode string
+	MX               []string
+	MaxAge           int
+}
+
+// String is the result on one line, the form the checks compare:
 //
 //	VALID id=ID mode=MODE mx=MX,MX max_age=N   or   NONE, NOT_CHANGED, FETCH_ERROR
+func (r stsResult) String() string {
+	if r.Status != "VALID" {
+		return r.Status
+	}
+	return fmt.Sprintf("VALID id=%s mode=%s mx=%s max_age=%d", r.ID, r.Mode, strings.Join(r.MX, ","), r.MaxAge)
+}
+
+// stsValid is the line of a valid policy with the Corefile's max_age.
+func stsValid(id, mode string, mx ...string) string {
+	return stsResult{Status: "VALID", ID: id, Mode: mode, MX: mx, MaxAge: maxAge}.String()
+}
+
+// stsQuery runs Debian's postfix-mta-sts-resolver, the MTA-STS client a
+// Postfix sender uses: mta-sts-query DOMAIN [KNOWN_ID], and returns its
+// result on one line.
 func (s *suite) stsQuery(t *testing.T, args ...string) string {
 	t.Helper()
+	return s.stsQueryVia(t, "", args...).String()
+}
+
+// stsQueryVia runs mta-sts-query with resolver as its resolver, or with
+// the namespace's resolv.conf (our CoreDNS) if resolver is "". It resolves
+// with c-ares, which reads /etc/resolv.conf only, so for another resolver it
+// runs in a mount namespace of its own with another file mounted there. It
+// fetches with aiohttp, whose default SSL context loads OpenSSL's default
+// paths, so SSL_CERT_FILE makes Pebble's root its only trust anchor. It
+// prints a Python tuple and exits 0 whatever happened.
+func (s *suite) stsQueryVia(t *testing.T, resolver string, args ...string) stsResult {
+	t.Helper()
 	cmd := exec.Command("mta-sts-query", args...)
+	if resolver != "" {
+		conf := s.path("resolv.conf." + resolver)
+		if err := os.WriteFile(conf, []byte("nameserver "+resolver+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd = exec.Command("sh", append([]string{"-c", `mount --bind "$0" /etc/resolv.conf && exec mta-sts-query "$@"`, conf}, args...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	}
 	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+s.pebbleCA)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	line := strings.TrimSpace(string(out))
-	s.appendLog(t, "mta-sts-query", fmt.Sprintf("mta-sts-query %s: %s\n%s", strings.Join(args, " "), line, stderr.String()))
+	s.appendLog(t, "mta-sts-query", fmt.Sprintf("mta-sts-query %s (resolver %s): %s\n%s",
+		strings.Join(args, " "), cmp.Or(resolver, dnsAddr), line, stderr.String()))
 	if err != nil {
-		t.Fatalf("mta-sts-query %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("mta-sts-query %s: %v: %s", strings.Join(args, " "), err, stderr.String())
 	}
 	m := stsQueryResult.FindStringSubmatch(line)
 	if m == nil {
 		t.Fatalf("unexpected output of mta-sts-query: %s", line)
 	}
+	r := stsResult{Status: m[1]}
 	if m[2] == "None" {
-		return m[1]
+		return r
 	}
 	// ('ID', {'mx': [...], 'mode': ..., 'max_age': N, ...}): ids, modes and
 	// host names hold no quotes or parentheses, so this is JSON then.
@@ -211,20 +253,16 @@ func (s *suite) stsQuery(t *testing.T, args ...string) string {
 		MX     []string `json:"mx"`
 		MaxAge int      `json:"max_age"`
 	}
-	var id string
 	jsonText := strings.NewReplacer("'", `"`, "(", "[", ")", "]").Replace(m[2])
-	if err := json.Unmarshal([]byte(jsonText), &value); err != nil {
+	err = json.Unmarshal([]byte(jsonText), &value)
+	if err == nil {
+		err = errors.Join(json.Unmarshal(value[0], &r.ID), json.Unmarshal(value[1], &pol))
+	}
+	if err != nil {
 		t.Fatalf("mta-sts-query's result %s: %v", m[2], err)
 	}
-	if err := errors.Join(json.Unmarshal(value[0], &id), json.Unmarshal(value[1], &pol)); err != nil {
-		t.Fatalf("mta-sts-query's result %s: %v", m[2], err)
-	}
-	return fmt.Sprintf("%s id=%s mode=%s mx=%s max_age=%d", m[1], id, pol.Mode, strings.Join(pol.MX, ","), pol.MaxAge)
-}
-
-// stsValid is stsQuery's line for a valid policy.
-func stsValid(id, mode string, mx ...string) string {
-	return fmt.Sprintf("VALID id=%s mode=%s mx=%s max_age=%d", id, mode, strings.Join(mx, ","), maxAge)
+	r.Mode, r.MX, r.MaxAge = pol.Mode, pol.MX, pol.MaxAge
+	return r
 }
 
 // appendLog adds text to work/NAME.log.
