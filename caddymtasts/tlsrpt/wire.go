@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -113,11 +114,9 @@ func (c *sessionCount) UnmarshalJSON(data []byte) error {
 		*c = 0
 		return nil
 	}
-	var f float64
-	if err := json.Unmarshal(data, &f); err != nil {
-		return err
-	}
-	if f < 0 || f > maxSessionCount || f != math.Trunc(f) {
+	// data is a JSON value: a number literal parses, a string does not.
+	f, err := strconv.ParseFloat(string(data), 64)
+	if err != nil || f < 0 || f > maxSessionCount || f != math.Trunc(f) {
 		return fmt.Errorf("session count %s is not a whole number from 0 to 2^53", data)
 	}
 	*c = sessionCount(f)
