@@ -2,36 +2,24 @@ package tlsrpt
 
 import (
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"testing/iotest"
+
+	"github.com/coredns-mtasts/mtasts/caddymtasts/internal/reporttest"
 )
 
 var testLimits = Limits{MaxBodySize: DefaultMaxBodySize, MaxReportSize: DefaultMaxReportSize}
-
-func gzipped(t testing.TB, data []byte) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	zw := gzip.NewWriter(&b)
-	if _, err := zw.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
 
 func TestReadBodyGzipOrJSON(t *testing.T) {
 	report, err := os.ReadFile(filepath.Join("testdata", "rfc8460-appendix-b.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, body := range map[string][]byte{"JSON": report, "gzip": gzipped(t, report)} {
+	for name, body := range map[string][]byte{"JSON": report, "gzip": reporttest.Gzip(report)} {
 		for _, length := range []int64{-1, int64(len(body))} {
 			got, err := ReadBody(bytes.NewReader(body), length, testLimits)
 			if err != nil || !bytes.Equal(got, report) {
@@ -50,14 +38,7 @@ func TestReadBodyGzipOrJSON(t *testing.T) {
 // stand for 64 MiB of JSON, four times the limit. Reading stops one byte
 // past the limit.
 func TestReadBodyStopsAGzipBomb(t *testing.T) {
-	var b bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
-	zeros := make([]byte, 1<<20)
-	for range 64 {
-		zw.Write(zeros)
-	}
-	zw.Close()
-	bomb := b.Bytes()
+	bomb := reporttest.Bomb(64)
 	if len(bomb) > DefaultMaxBodySize {
 		t.Fatalf("the bomb is %d bytes compressed, over the body limit", len(bomb))
 	}
@@ -87,9 +68,9 @@ func TestReadBodyLimits(t *testing.T) {
 		{"body over the limit, no length declared", bytes.Repeat([]byte(" "), 101), -1, small, ErrTooLarge},
 		{"body over the limit, a shorter length declared", bytes.Repeat([]byte(" "), 101), 50, small, ErrTooLarge},
 		{"JSON over the report limit", json, -1, Limits{MaxBodySize: 2000, MaxReportSize: 1000}, ErrTooLarge},
-		{"gzip over the report limit", gzipped(t, json), -1, small, ErrTooLarge},
+		{"gzip over the report limit", reporttest.Gzip(json), -1, small, ErrTooLarge},
 		{"gzip header only", []byte{0x1f, 0x8b}, -1, small, ErrMalformed},
-		{"truncated gzip", gzipped(t, []byte(`{"organization-name": "o"}`))[:20], -1, small, ErrMalformed},
+		{"truncated gzip", reporttest.Gzip([]byte(`{"organization-name": "o"}`))[:20], -1, small, ErrMalformed},
 	} {
 		if _, err := ReadBody(bytes.NewReader(tc.body), tc.length, tc.limits); !errors.Is(err, tc.err) {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.err)
@@ -101,7 +82,7 @@ func TestReadBodyLimits(t *testing.T) {
 }
 
 func TestReadBodyCorruptGzip(t *testing.T) {
-	z := gzipped(t, []byte(`{"organization-name": "o"}`))
+	z := reporttest.Gzip([]byte(`{"organization-name": "o"}`))
 	z[len(z)-8] ^= 0xff // the CRC-32
 	if _, err := ReadBody(bytes.NewReader(z), -1, testLimits); !errors.Is(err, ErrMalformed) {
 		t.Errorf("got %v, want %v", err, ErrMalformed)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/coredns-mtasts/mtasts/caddymtasts/internal/reporttest"
 	"github.com/coredns-mtasts/mtasts/policy"
 )
 
@@ -23,7 +24,7 @@ func FuzzParse(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(data)
-		f.Add(gzipped(f, data))
+		f.Add(reporttest.Gzip(data))
 	}
 	limits := Limits{MaxBodySize: 1 << 16, MaxReportSize: 1 << 18}
 	f.Fuzz(func(t *testing.T, body []byte) {
