@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -42,60 +43,74 @@ type testCaddy struct {
 // capacity of 10,000.
 func startCaddy(t *testing.T, dnsAddr string, permission map[string]any) *testCaddy {
 	t.Helper()
-	t.Setenv("XDG_DATA_HOME", t.TempDir())
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	c := &testCaddy{addr: freeAddr(t), storage: t.TempDir()}
-	_, httpsPort, _ := net.SplitHostPort(c.addr)
-	_, httpPort, _ := net.SplitHostPort(freeAddr(t))
-
 	perm := map[string]any{"module": "mta_sts", "servers": []string{dnsAddr}, "timeout": "1s"}
 	for k, v := range permission {
 		perm[k] = v
 	}
-	config := map[string]any{
-		"admin":   map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
+	servers := map[string]any{"mta_sts": map[string]any{
+		"listen": []string{c.addr},
+		"routes": []any{
+			map[string]any{
+				"match":  []any{map[string]any{"path": []string{"/metrics"}}},
+				"handle": []any{map[string]any{"handler": "metrics"}},
+			},
+			map[string]any{"handle": []any{
+				map[string]any{"handler": "mta_sts", "servers": []string{dnsAddr}, "timeout": "1s"},
+				map[string]any{"handler": "static_response", "status_code": http.StatusTeapot},
+			}},
+		},
+		"tls_connection_policies": []any{map[string]any{}},
+		"automatic_https":         map[string]any{"disable_redirects": true},
+	}}
+	tlsApp := map[string]any{
+		"cache": map[string]any{"capacity": 1},
+		"automation": map[string]any{
+			"policies": []any{map[string]any{
+				"issuers":   []any{map[string]any{"module": "internal"}},
+				"on_demand": true,
+			}},
+			"on_demand": map[string]any{"permission": perm},
+		},
+	}
+	c.run(t, c.config(t, map[string]any{"disabled": true}, servers, tlsApp))
+	return c
+}
+
+// config is the JSON config of a test Caddy: the HTTP app's servers, with
+// its HTTPS port that of c.addr, the TLS app tlsApp, the admin endpoint
+// admin, the storage in c.storage, logs at ERROR and Caddy's internal CA,
+// not installed into the system's trust store.
+func (c *testCaddy) config(t *testing.T, admin, servers, tlsApp map[string]any) []byte {
+	t.Helper()
+	_, httpsPort, _ := net.SplitHostPort(c.addr)
+	_, httpPort, _ := net.SplitHostPort(freeAddr(t))
+	admin["config"] = map[string]any{"persist": false}
+	config, err := json.Marshal(map[string]any{
+		"admin":   admin,
 		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
 		"storage": map[string]any{"module": "file_system", "root": c.storage},
 		"apps": map[string]any{
-			"http": map[string]any{
-				"http_port":  atoi(t, httpPort),
-				"https_port": atoi(t, httpsPort),
-				"servers": map[string]any{"mta_sts": map[string]any{
-					"listen": []string{c.addr},
-					"routes": []any{
-						map[string]any{
-							"match":  []any{map[string]any{"path": []string{"/metrics"}}},
-							"handle": []any{map[string]any{"handler": "metrics"}},
-						},
-						map[string]any{"handle": []any{
-							map[string]any{"handler": "mta_sts", "servers": []string{dnsAddr}, "timeout": "1s"},
-							map[string]any{"handler": "static_response", "status_code": http.StatusTeapot},
-						}},
-					},
-					"tls_connection_policies": []any{map[string]any{}},
-					"automatic_https":         map[string]any{"disable_redirects": true},
-				}},
-			},
-			"tls": map[string]any{
-				"cache": map[string]any{"capacity": 1},
-				"automation": map[string]any{
-					"policies": []any{map[string]any{
-						"issuers":   []any{map[string]any{"module": "internal"}},
-						"on_demand": true,
-					}},
-					"on_demand": map[string]any{"permission": perm},
-				},
-			},
+			"http": map[string]any{"http_port": atoi(t, httpPort), "https_port": atoi(t, httpsPort), "servers": servers},
+			"tls":  tlsApp,
 			"pki": map[string]any{"certificate_authorities": map[string]any{
 				"local": map[string]any{"install_trust": false},
 			}},
 		},
-	}
-	cfgJSON, err := json.Marshal(config)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := caddy.Load(cfgJSON, true); err != nil {
+	return config
+}
+
+// run runs config in this process's Caddy, until cleanup, and trusts the
+// root of Caddy's internal CA.
+func (c *testCaddy) run(t *testing.T, config []byte) {
+	t.Helper()
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	if err := caddy.Load(config, true); err != nil {
 		t.Fatalf("loading Caddy: %v", err)
 	}
 	t.Cleanup(func() {
@@ -103,7 +118,12 @@ func startCaddy(t *testing.T, dnsAddr string, permission map[string]any) *testCa
 			t.Error(err)
 		}
 	})
+	c.loadRoots(t)
+}
 
+// loadRoots trusts the root of Caddy's internal CA, from the storage.
+func (c *testCaddy) loadRoots(t *testing.T) {
+	t.Helper()
 	root, err := os.ReadFile(filepath.Join(c.storage, "pki", "authorities", "local", "root.crt"))
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +132,6 @@ func startCaddy(t *testing.T, dnsAddr string, permission map[string]any) *testCa
 	if !c.roots.AppendCertsFromPEM(root) {
 		t.Fatal("no root certificate in Caddy's storage")
 	}
-	return c
 }
 
 // freeAddr returns a loopback address that nothing listens on.
@@ -155,6 +174,26 @@ type response struct {
 // server name serverName and the URL's host (and so the Host header) host.
 func (c *testCaddy) request(t *testing.T, method, serverName, host, path string) response {
 	t.Helper()
+	req, err := http.NewRequest(method, "https://"+host+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.do(t, serverName, req)
+}
+
+// do sends req on a fresh connection to Caddy, with TLS server name
+// serverName, and reads the whole response.
+func (c *testCaddy) do(t *testing.T, serverName string, req *http.Request) response {
+	t.Helper()
+	r, err := c.send(serverName, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// send is do for any goroutine: it returns the error.
+func (c *testCaddy) send(serverName string, req *http.Request) (response, error) {
 	transport := &http.Transport{
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, network, c.addr)
@@ -167,20 +206,13 @@ func (c *testCaddy) request(t *testing.T, method, serverName, host, path string)
 		Timeout:       10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	req, err := http.NewRequest(method, "https://"+host+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s https://%s%s: %v", method, host, path, err)
+		return response{}, fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: body}
+	return response{status: resp.StatusCode, header: resp.Header, body: body}, err
 }
 
 // get fetches the policy of the Policy Host host the way a sender does.

@@ -20,7 +20,8 @@ import (
 )
 
 // zoneTemplate is served, relative to each origin, for example.com,
-// example.net and the IDN bücher.example. Its first verb is the SOA serial,
+// example.net, the IDN bücher.example and company-y.example (the domain of
+// RFC 8460's example report). Its first verb is the SOA serial,
 // the second the apex's MX host. Below w, without MX, and at self, which
 // runs MTA-STS itself, the zone holds TXT records imitating a policy. The
 // settings records of off and enforced make one unmanaged and the other's
@@ -47,7 +48,7 @@ _mta-sts.enforced IN TXT "v=STSCFG1; mode=enforce; mx=*.mail.example.net"
 
 // The Corefile of the provider's authoritative DNS: the mtasts plugin above
 // the file plugin, and an MX backend that fails for broken.example.com.
-const testCorefile = `example.com:{port} example.net:{port} xn--bcher-kva.example:{port} {
+const testCorefile = `example.com:{port} example.net:{port} xn--bcher-kva.example:{port} company-y.example:{port} {
 	bind 127.0.0.1
 	mtasts {
 		policy_server 127.0.0.1
@@ -55,7 +56,7 @@ const testCorefile = `example.com:{port} example.net:{port} xn--bcher-kva.exampl
 	template IN MX broken.example.com {
 		rcode SERVFAIL
 	}
-	file {zone} example.com example.net xn--bcher-kva.example {
+	file {zone} example.com example.net xn--bcher-kva.example company-y.example {
 		reload 20ms
 	}
 }`
@@ -144,6 +145,9 @@ var coredns struct {
 }
 
 func TestMain(m *testing.M) {
+	if config := os.Getenv(caddyProcessEnv); config != "" {
+		runCaddyProcess(config)
+	}
 	code := m.Run()
 	if coredns.dir != "" {
 		os.RemoveAll(coredns.dir)

@@ -1,6 +1,18 @@
 package caddymtasts
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,4 +44,172 @@ func stopClock(l *rateLog, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.now = func() time.Time { return at }
+}
+
+// The report receiver's fixtures: a Caddy with http.handlers.tlsrpt at
+// https://reportHost/reportPath, run in this process or as a second one.
+const (
+	reportHost = "reports.provider.test"
+	reportPath = "/v1/tlsrpt"
+	// caddyProcessEnv names a Caddy config, a JSON file: set, the test
+	// binary runs that Caddy instead of the tests (runCaddyProcess), a
+	// second instance beside the one in the test's own process.
+	caddyProcessEnv = "CADDYMTASTS_TEST_CADDY_CONFIG"
+)
+
+// reportCaddy is a Caddy with the report receiver, Caddy's internal CA and
+// its admin endpoint on admin.
+type reportCaddy struct {
+	testCaddy
+	admin string
+}
+
+// reportConfig is the config of a report Caddy asking dnsAddr, with the
+// receiver's options receiver.
+func (c *reportCaddy) reportConfig(t *testing.T, dnsAddr string, receiver map[string]any) []byte {
+	t.Helper()
+	handler := map[string]any{"handler": "tlsrpt", "servers": []string{dnsAddr}, "timeout": "1s"}
+	maps.Copy(handler, receiver)
+	servers := map[string]any{"reports": map[string]any{
+		"listen": []string{c.addr},
+		"routes": []any{
+			map[string]any{
+				"match":  []any{map[string]any{"host": []string{reportHost}, "path": []string{reportPath}}},
+				"handle": []any{handler},
+			},
+			map[string]any{"handle": []any{map[string]any{"handler": "static_response", "status_code": http.StatusNotFound}}},
+		},
+		"automatic_https": map[string]any{"disable_redirects": true},
+	}}
+	tlsApp := map[string]any{"automation": map[string]any{"policies": []any{map[string]any{
+		"subjects": []string{reportHost},
+		"issuers":  []any{map[string]any{"module": "internal"}},
+	}}}}
+	return c.config(t, map[string]any{"listen": c.admin}, servers, tlsApp)
+}
+
+// newReportCaddy picks the addresses of a report Caddy with its storage
+// at storage.
+func newReportCaddy(t *testing.T, storage string) *reportCaddy {
+	return &reportCaddy{testCaddy: testCaddy{addr: freeAddr(t), storage: storage}, admin: freeAddr(t)}
+}
+
+// startReportCaddy runs a report Caddy in this process.
+func startReportCaddy(t *testing.T, dnsAddr, storage string, receiver map[string]any) *reportCaddy {
+	t.Helper()
+	c := newReportCaddy(t, storage)
+	c.run(t, c.reportConfig(t, dnsAddr, receiver))
+	c.waitForCertificate(t)
+	return c
+}
+
+// startReportCaddyProcess runs a report Caddy as a process of its own: this
+// test binary, which TestMain turns into Caddy (caddyProcessEnv).
+func startReportCaddyProcess(t *testing.T, dnsAddr, storage string) *reportCaddy {
+	t.Helper()
+	c := newReportCaddy(t, storage)
+	configFile := filepath.Join(t.TempDir(), "caddy.json")
+	if err := os.WriteFile(configFile, c.reportConfig(t, dnsAddr, nil), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), caddyProcessEnv+"="+configFile,
+		"XDG_DATA_HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir())
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("the second Caddy's output:\n%s", out.String())
+		}
+	})
+	c.loadRoots(t)
+	c.waitForCertificate(t)
+	return c
+}
+
+// runCaddyProcess runs the Caddy config in configFile until SIGINT or
+// SIGTERM, then exits.
+func runCaddyProcess(configFile string) {
+	config, err := os.ReadFile(configFile)
+	if err == nil {
+		err = caddy.Load(config, true)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	<-ctx.Done()
+	stop()
+	caddy.Stop()
+	os.Exit(0)
+}
+
+// waitForCertificate waits until Caddy serves the report host's
+// certificate, which it obtains in the background when it starts.
+func (c *reportCaddy) waitForCertificate(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, err := c.handshake(reportHost)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no certificate for %s: %v", reportHost, err)
+		}
+	}
+}
+
+// reportRequest is a request posting body as contentType to the receiver.
+func reportRequest(t *testing.T, method, contentType string, body []byte) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, "https://"+reportHost+reportPath, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	return req
+}
+
+// post posts body as contentType to the receiver.
+func (c *reportCaddy) post(t *testing.T, contentType string, body []byte) response {
+	t.Helper()
+	return c.do(t, reportHost, reportRequest(t, http.MethodPost, contentType, body))
+}
+
+// summaries reads the summaries of domain from the admin endpoint, query
+// added to the URL.
+func (c *reportCaddy) summaries(t *testing.T, domain, query string) summariesAnswer {
+	t.Helper()
+	resp, err := http.Get("http://" + c.admin + summaryRoute + domain + query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var answer summariesAnswer
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s%s: %s %s", summaryRoute, domain, resp.Status, body)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		t.Fatal(err)
+	}
+	return answer
+}
+
+// testReport returns the report caddymtasts/tlsrpt/testdata/NAME.
+func testReport(t testing.TB, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("tlsrpt", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/coredns-mtasts/mtasts/caddymtasts/tlsrpt"
 )
 
 // Every metric is named caddy_mta_sts_*.
@@ -20,6 +22,17 @@ var (
 	permissionDecisions = prometheus.NewCounterVec(
 		prometheus.CounterOpts(metricOpts("permission_decisions_total", "On-demand TLS permission decisions, by outcome.")),
 		[]string{"outcome"})
+
+	reportsReceived = prometheus.NewCounterVec(
+		prometheus.CounterOpts(metricOpts("tlsrpt_reports_total", "TLS reports received, by outcome.")),
+		[]string{"outcome"})
+
+	// Sessions of the reports counted in a summary, each (report, domain)
+	// once across the cluster: the node that added it counts it.
+	sessionsReported = prometheus.NewCounterVec(
+		prometheus.CounterOpts(metricOpts("tlsrpt_sessions_total",
+			"Sessions in the TLS reports counted, successful or failed by result type (failure types may overlap).")),
+		[]string{"result"})
 
 	lookupDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: metricsNamespace,
@@ -38,7 +51,7 @@ func metricOpts(name, help string) prometheus.Opts {
 // call it, and a config may hold several handlers, so a collector that is
 // already there is no error.
 func registerMetrics(registry *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{policyRequests, permissionDecisions, lookupDuration} {
+	for _, c := range []prometheus.Collector{policyRequests, permissionDecisions, reportsReceived, sessionsReported, lookupDuration} {
 		if err := registry.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err
 		}
@@ -59,6 +72,16 @@ func lookupResult(err error) string {
 		return "unvouched"
 	}
 	return "failed"
+}
+
+// countSessions adds the sessions one report counts for one domain to
+// sessionsReported. The labels are result types, a fixed set: the unknown
+// ones count as "other".
+func countSessions(d tlsrpt.DomainSessions) {
+	sessionsReported.WithLabelValues("successful").Add(float64(d.Successful))
+	for result, n := range d.Failures {
+		sessionsReported.WithLabelValues(result).Add(float64(n))
+	}
 }
 
 func observeLookup(d time.Duration, err error) {

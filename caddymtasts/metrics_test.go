@@ -18,6 +18,8 @@ func TestRegisterMetricsTwice(t *testing.T) {
 	}
 	policyRequests.WithLabelValues("served")
 	permissionDecisions.WithLabelValues("allowed")
+	reportsReceived.WithLabelValues("accepted")
+	sessionsReported.WithLabelValues("successful")
 	observeLookup(0, nil)
 	families, err := registry.Gather()
 	if err != nil {
@@ -30,6 +32,8 @@ func TestRegisterMetricsTwice(t *testing.T) {
 	for _, want := range []string{
 		"caddy_mta_sts_policy_requests_total",
 		"caddy_mta_sts_permission_decisions_total",
+		"caddy_mta_sts_tlsrpt_reports_total",
+		"caddy_mta_sts_tlsrpt_sessions_total",
 		"caddy_mta_sts_dns_lookup_duration_seconds",
 	} {
 		if !slices.Contains(names, want) {
