@@ -244,6 +244,7 @@ func TestAdaptCaddyfileExample(t *testing.T) {
 		"production": {string(example), []string{
 			`"handler":"mta_sts"`, `"module":"mta_sts"`, `"on_demand":true`,
 			`"module":"acme"`, `"email":"hostmaster@provider.example"`,
+			`"handler":"tlsrpt"`, `"subjects":["reports.provider.example"]`,
 		}},
 		"local": {local, []string{
 			`"handler":"mta_sts"`, `"module":"mta_sts"`, `"on_demand":true`, `"module":"internal"`,
