@@ -38,11 +38,11 @@ func (s *suite) configData() configData {
 // zoneData is what a zone template refers to: the serial and MX hosts of the
 // zones that change while everything runs.
 type zoneData struct {
-	DNS, OwnerWeb string
-	Serial        int
-	MX            []string
-	SubMX         string // example.test: the MX host of sub.example.test, if any
-	Settings      string // customers.test: the settings record of moving.customers.test, if any
+	DNS, OwnerWeb, Web string
+	Serial             int
+	MX                 []string
+	SubMX              string // example.test: the MX host of sub.example.test, if any
+	Settings           string // customers.test: the settings record of moving.customers.test, if any
 }
 
 // render executes a template into a file of the work dir, atomically, so
@@ -64,7 +64,7 @@ func render(t *testing.T, tmpl *template.Template, name string, data any, path s
 // writeZone writes work/zones/ZONE.zone from testdata/zones/ZONE.zone.tmpl.
 func (s *suite) writeZone(t *testing.T, zone string, z zoneData) {
 	t.Helper()
-	z.DNS, z.OwnerWeb = dnsAddr, ownerWebAddr
+	z.DNS, z.OwnerWeb, z.Web = dnsAddr, ownerWebAddr, webAddr
 	render(t, templates, zone+".zone.tmpl", z, s.path("zones", zone+".zone"))
 }
 
@@ -79,6 +79,7 @@ func (s *suite) writeConfigs(t *testing.T) {
 	s.writeZone(t, "example.test", zoneData{Serial: 1, MX: []string{"mx1.example.test", "mx2.example.test"}, SubMX: "mail.sub.example.test"})
 	s.writeZone(t, "owner.test", zoneData{})
 	s.writeZone(t, "nomail.test", zoneData{})
+	s.writeZone(t, "provider.test", zoneData{})
 	s.writeZone(t, "signed.test", zoneData{Serial: 1, MX: []string{"mx.signed.test"}})
 	s.writeZone(t, "customers.test", movingStart)
 	s.makeKey(t, "signed.test.")
@@ -130,13 +131,21 @@ type caddyVariant struct {
 }
 
 // exampleServers is the servers line of Caddyfile.example, in the
-// permission module and in the handler.
+// permission module, the policy handler and the report receiver.
 const exampleServers = "servers 192.0.2.53 198.51.100.53"
+
+// The report site of Caddyfile.example and of the suite: the host of the
+// https rua in the Corefile.
+const (
+	exampleReportSite = "reports.provider.example {"
+	reportHost        = "reports.provider.test"
+)
 
 // writeCaddyfile writes Caddy's config as the README and Caddyfile.example
 // describe it, made from Caddyfile.example itself so the two cannot drift:
-// with global options for the suite (admin, storage, Pebble as the CA) and
-// the servers lines pointing at our CoreDNS.
+// with global options for the suite (admin, storage, Pebble as the CA),
+// the servers lines pointing at our CoreDNS and the report site at
+// reportHost.
 func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 	t.Helper()
 	example, err := os.ReadFile("../Caddyfile.example")
@@ -158,17 +167,21 @@ func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 		case trimmed == "{" && globalsAt < 0:
 			globalsAt = len(out)
 			line += "\n" + strings.TrimRight(globals.String(), "\n")
+		case trimmed == exampleReportSite:
+			line, replaced = reportHost+" {", replaced+1
 		case strings.HasSuffix(trimmed, "{") && !strings.HasPrefix(trimmed, "#"):
 			block = trimmed
 		case trimmed == exampleServers && block == "permission mta_sts {":
 			line, replaced = strings.Replace(line, exampleServers, "servers "+dnsAddr, 1), replaced+1
 		case trimmed == exampleServers && block == "mta_sts {":
 			line, replaced = strings.Replace(line, exampleServers, "servers "+v.handlerServer, 1), replaced+1
+		case trimmed == exampleServers && strings.HasPrefix(block, "tlsrpt "):
+			line, replaced = strings.Replace(line, exampleServers, "servers "+dnsAddr, 1), replaced+1
 		}
 		out = append(out, line)
 	}
-	if globalsAt < 0 || replaced != 2 {
-		t.Fatalf("Caddyfile.example changed shape: global options at line %d, %d of 2 servers lines found", globalsAt+1, replaced)
+	if globalsAt < 0 || replaced != 4 {
+		t.Fatalf("Caddyfile.example changed shape: global options at line %d, %d of 4 lines found (3 servers lines, the report site)", globalsAt+1, replaced)
 	}
 	if err := os.WriteFile(s.path(name), []byte(strings.Join(out, "\n")), 0o644); err != nil {
 		t.Fatal(err)

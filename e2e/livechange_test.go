@@ -20,7 +20,7 @@ func testLiveChange(t *testing.T, s *suite) {
 	_, body := s.mustFetch(t, "mta-sts.example.test", 443, "")
 	s.expect(t, "id of the body served now", idOf(body), id)
 	s.expect(t, "mta-sts-query example.test NEW_ID", s.stsQuery(t, "example.test", id), "NOT_CHANGED")
-	s.expect(t, "ACME orders for the change (the certificate stays)", s.pebbleOrders(t), 3)
+	s.expect(t, "ACME orders for the change (the certificate stays)", s.pebbleOrders(t), 4)
 
 	// The same in the signed zone: the new records are signed at once. delv
 	// asks CoreDNS directly here (unbound would answer from its cache).

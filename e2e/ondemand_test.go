@@ -84,13 +84,26 @@ func (s *suite) startCaddy(t *testing.T, name, caddyfile string, httpsPort int) 
 
 func startCaddy(t *testing.T, s *suite) {
 	s.startCaddy(t, "caddy", "Caddyfile", 443)
+	// The report site is a normal one: Caddy orders its certificate when
+	// it starts, in the background. Waiting for it keeps the orders the
+	// next steps count their own.
+	var cert *x509.Certificate
+	s.waitUntil(t, "caddy", 30*time.Second, func() (err error) {
+		cert, err = s.handshake(t, reportHost)
+		return err
+	})
+	s.ok(t, "the report site's certificate, for %s", strings.Join(cert.DNSNames, ","))
 }
+
+// hostedCerts are the certificates Caddy's storage holds once the suite
+// has fetched every policy it serves, sorted.
+const hostedCerts = "mta-sts.example.test mta-sts.signed.test mta-sts.sub.example.test " + reportHost
 
 var challengeType = regexp.MustCompile(`"challenge_type":"([a-z0-9-]+)"`)
 
 func testFirstRequest(t *testing.T, s *suite) {
 	before := s.pebbleOrders(t)
-	s.expect(t, "certificates in caddy storage before", s.storedCerts(t), "")
+	s.expect(t, "certificates in caddy storage before", s.storedCerts(t), reportHost)
 	resp, body := s.mustFetch(t, "mta-sts.example.test", 443, "")
 	s.expect(t, "status", resp.StatusCode, http.StatusOK)
 	s.expect(t, "Content-Type", resp.Header.Get("Content-Type"), "text/plain; charset=utf-8")
@@ -98,7 +111,7 @@ func testFirstRequest(t *testing.T, s *suite) {
 	s.expect(t, "body is the policy, byte for byte (CRLF)", body, policyBody("testing", "mx1.example.test", "mx2.example.test"))
 	s.expect(t, "id of the body = _mta-sts id", idOf(body), stsID(t, "example.test"))
 	s.expect(t, "ACME orders for it", s.pebbleOrders(t)-before, 1)
-	s.expect(t, "certificates in caddy storage", s.storedCerts(t), "mta-sts.example.test")
+	s.expect(t, "certificates in caddy storage", s.storedCerts(t), "mta-sts.example.test "+reportHost)
 	cert := s.expectCertificate(t, "served certificate", "mta-sts.example.test")
 	if !strings.HasPrefix(cert.Issuer.CommonName, "Pebble Intermediate") {
 		t.Fatalf("served certificate issued by %s", cert.Issuer)
@@ -131,6 +144,6 @@ func testSTSQuery(t *testing.T, s *suite) {
 	s.expect(t, "mta-sts-query nomail.test", s.stsQuery(t, "nomail.test"), "NONE")
 	// The owner's record is found, but its policy is not ours to serve.
 	s.expect(t, "mta-sts-query owner.test", s.stsQuery(t, "owner.test"), "FETCH_ERROR")
-	s.expect(t, "ACME orders so far (example.test, sub.example.test, signed.test)", s.pebbleOrders(t), 3)
-	s.expect(t, "certificates in caddy storage", s.storedCerts(t), "mta-sts.example.test mta-sts.signed.test mta-sts.sub.example.test")
+	s.expect(t, "ACME orders so far (the report site, example.test, sub.example.test, signed.test)", s.pebbleOrders(t), 4)
+	s.expect(t, "certificates in caddy storage", s.storedCerts(t), hostedCerts)
 }

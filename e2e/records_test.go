@@ -21,7 +21,7 @@ func testApex(t *testing.T, s *suite) {
 	s.expect(t, "mta-sts.example.test A", short(t, dnsAddr, "mta-sts.example.test", dns.TypeA, false), webAddr)
 	s.expect(t, "mta-sts.example.test AAAA (no IPv6 policy server)", short(t, dnsAddr, "mta-sts.example.test", dns.TypeAAAA, false), "")
 	s.expect(t, "_smtp._tls.example.test TXT", short(t, dnsAddr, "_smtp._tls.example.test", dns.TypeTXT, false),
-		`"v=TLSRPTv1; rua=mailto:tlsrpt+example.test@provider.test"`)
+		`"v=TLSRPTv1; rua=mailto:tlsrpt+example.test@provider.test,https://reports.provider.test/v1/tlsrpt"`)
 }
 
 func testSubdomain(t *testing.T, s *suite) {

@@ -134,11 +134,9 @@ func (s *suite) pebbleOrders(t *testing.T) int {
 	return strings.Count(string(log), "POST /order-plz")
 }
 
-var decisionMetric = regexp.MustCompile(`(?m)^caddy_mta_sts_permission_decisions_total\{outcome="([a-z_]+)"\} ([0-9]+)$`)
-
-// permissionDecisions are the permission module's decision counts from
-// Caddy's metrics, by outcome.
-func permissionDecisions(t *testing.T) map[string]string {
+// counts are the series of the counter name in Caddy's metrics, by the
+// value of their one label.
+func counts(t *testing.T, name string) map[string]string {
 	t.Helper()
 	resp, err := http.Get("http://" + adminAddr + "/metrics")
 	if err != nil {
@@ -149,11 +147,19 @@ func permissionDecisions(t *testing.T) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	counts := map[string]string{}
-	for _, m := range decisionMetric.FindAllStringSubmatch(string(body), -1) {
-		counts[m[1]] = m[2]
+	series := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\{[a-z]+="([a-z_]+)"\} ([0-9]+)$`)
+	found := map[string]string{}
+	for _, m := range series.FindAllStringSubmatch(string(body), -1) {
+		found[m[1]] = m[2]
 	}
-	return counts
+	return found
+}
+
+// permissionDecisions are the permission module's decision counts from
+// Caddy's metrics, by outcome.
+func permissionDecisions(t *testing.T) map[string]string {
+	t.Helper()
+	return counts(t, "caddy_mta_sts_permission_decisions_total")
 }
 
 // storedCerts are the names with a certificate in Caddy's storage, sorted.
