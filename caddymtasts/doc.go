@@ -1,6 +1,7 @@
-// Package caddymtasts is the web side of coredns-mtasts: two Caddy v2
-// modules that serve the MTA-STS policies (RFC 8461) a DNS-hosting provider
-// publishes with the CoreDNS plugin mtasts, for every customer domain at once.
+// Package caddymtasts is the web side of coredns-mtasts: Caddy v2 modules
+// that serve the MTA-STS policies (RFC 8461) a DNS-hosting provider
+// publishes with the CoreDNS plugin mtasts, for every customer domain at
+// once, and receive the TLS reports about them.
 //
 //   - http.handlers.mta_sts answers GET /.well-known/mta-sts.txt on
 //     mta-sts.D with the policy lines the authoritative DNS publishes at
@@ -8,7 +9,10 @@
 //     older than the id senders see at _mta-sts.D.
 //   - tls.permission.mta_sts lets on-demand TLS obtain or load a certificate
 //     for mta-sts.D only while the same DNS says D is managed.
+//   - http.handlers.tlsrpt receives the TLS reports (RFC 8460) senders post
+//     about managed domains, and keeps them, and a summary per domain and
+//     day, in Caddy's storage; admin.api.tlsrpt serves the summaries.
 //
-// The DNS is the single source of truth: neither module is told which
+// The DNS is the single source of truth: no module is told which
 // domains exist or what their policies say.
 package caddymtasts
