@@ -22,21 +22,17 @@ import (
 // addresses of the MX hosts per domain.
 const benchDomains = 1000
 
-// benchZone returns the benchmark zone, with a static _mta-sts record for
-// every domain if static is set.
-func benchZone(b *testing.B, static bool) file.File {
+// benchZone returns the benchmark zone, with a TXT record at _mta-sts of
+// every domain if record returns one for it.
+func benchZone(b *testing.B, record func(domain string) string) file.File {
 	b.Helper()
 	var z strings.Builder
 	z.WriteString("$ORIGIN bench.test.\n$TTL 3600\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ IN NS ns1\nns1 IN A 127.0.0.1\n")
 	for i := range benchDomains {
 		d := fmt.Sprintf("c%06d", i)
 		fmt.Fprintf(&z, "%[1]s IN A 192.0.2.1\n%[1]s IN MX 10 mx1.%[1]s\n%[1]s IN MX 20 mx2.%[1]s\nmx1.%[1]s IN A 198.51.100.1\nmx2.%[1]s IN A 203.0.113.1\n", d)
-		if static {
-			p, err := policy.New(policy.ModeTesting, []string{"mx1." + d + ".bench.test", "mx2." + d + ".bench.test"}, defaultMaxAge)
-			if err != nil {
-				b.Fatal(err)
-			}
-			fmt.Fprintf(&z, "_mta-sts.%s IN TXT %q\n", d, policy.Record{ID: p.ID()}.String())
+		if txt := record(d); txt != "" {
+			fmt.Fprintf(&z, "_mta-sts.%s IN TXT %q\n", d, txt)
 		}
 	}
 	zone, err := file.Parse(strings.NewReader(z.String()), "bench.test.", "bench.zone", 0)
@@ -44,6 +40,17 @@ func benchZone(b *testing.B, static bool) file.File {
 		b.Fatal(err)
 	}
 	return file.File{Zones: file.Zones{Z: map[string]*file.Zone{"bench.test.": zone}, Names: []string{"bench.test."}}}
+}
+
+// staticRecord is the _mta-sts record mtasts would synthesize for domain.
+func staticRecord(b *testing.B) func(string) string {
+	return func(d string) string {
+		p, err := policy.New(policy.ModeTesting, []string{"mx1." + d + ".bench.test", "mx2." + d + ".bench.test"}, defaultMaxAge)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return policy.Record{ID: p.ID()}.String()
+	}
 }
 
 func benchPlugin(next plugin.Handler) *MTASTS {
@@ -72,10 +79,12 @@ func cpuTime() int64 {
 // BenchmarkServeDNS answers queries in process the way bench/run's CoreDNS
 // instances do over UDP, packing each response as the server would:
 // a static _mta-sts record from the file plugin (the ceiling), the same
-// record synthesized by mtasts in front of file, and ordinary A queries
-// with and without mtasts in the chain.
+// record synthesized by mtasts in front of file, with and without a
+// settings record per domain, and ordinary A queries with and without
+// mtasts in the chain.
 func BenchmarkServeDNS(b *testing.B) {
-	static, base := benchZone(b, true), benchZone(b, false)
+	static, base := benchZone(b, staticRecord(b)), benchZone(b, func(string) string { return "" })
+	settings := benchZone(b, func(string) string { return "v=STSCFG1; mode=enforce; mx=*.mail.example.net" })
 	for _, bc := range []struct {
 		name    string
 		handler plugin.Handler
@@ -86,6 +95,7 @@ func BenchmarkServeDNS(b *testing.B) {
 	}{
 		{"static_txt", static, "_mta-sts.", dns.TypeTXT, false, 1},
 		{"synthesized_txt", benchPlugin(base), "_mta-sts.", dns.TypeTXT, false, 1},
+		{"settings_txt", benchPlugin(settings), "_mta-sts.", dns.TypeTXT, false, 1},
 		{"policy_txt", benchPlugin(base), "mta-sts.", dns.TypeTXT, false, 1},
 		{"policy_txt_proof", benchPlugin(base), "mta-sts.", dns.TypeTXT, true, 1},
 		{"a_without", base, "", dns.TypeA, false, 1},
