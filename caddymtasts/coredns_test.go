@@ -24,8 +24,9 @@ import (
 // RFC 8460's example report). Its first verb is the SOA serial,
 // the second the apex's MX host. Below w, without MX, and at self, which
 // runs MTA-STS itself, the zone holds TXT records imitating a policy. The
-// settings records of off and enforced make one unmanaged and the other's
-// policy enforce, with an extra mx pattern.
+// settings records of off, enforced and retiring make the first unmanaged,
+// the second's policy enforce, with an extra mx pattern, and the third's
+// policy mode none.
 const zoneTemplate = `$TTL 3600
 @        IN SOA ns1 hostmaster %d 7200 3600 1209600 300
 @        IN NS  ns1
@@ -44,6 +45,8 @@ off               IN MX  10 mx1
 _mta-sts.off      IN TXT "v=STSCFG1; off"
 enforced          IN MX  10 mx1
 _mta-sts.enforced IN TXT "v=STSCFG1; mode=enforce; mx=*.mail.example.net"
+retiring          IN MX  10 mx1
+_mta-sts.retiring IN TXT "v=STSCFG1; mode=none; max_age=86400"
 `
 
 // The Corefile of the provider's authoritative DNS: the mtasts plugin above
