@@ -35,6 +35,11 @@ var (
 	// cache or resolver between the modules and the plugin, which may hold
 	// an old policy, or zone data imitating one. Neither may be served.
 	errUnvouched = errors.New("policy not vouched for by the mtasts plugin; is a cache or resolver in front of it, or does the zone hold a TXT record that imitates a policy?")
+	// errNoSuchName means the servers say the name does not exist.
+	errNoSuchName = errors.New("no such name")
+	// errNotInZones means the name is in none of the servers' zones: they
+	// refused the query, or the name is delegated to other servers.
+	errNotInZones = errors.New("not in the servers' zones")
 )
 
 // proofNonceSize is the length of the nonces sent in policy.ProofOption:
@@ -143,15 +148,18 @@ func (s *policySource) close() error {
 // an authoritative answer in time.
 func (s *policySource) lookup(ctx context.Context, domain string) ([]byte, error) {
 	start := time.Now()
-	body, err := s.askServers(ctx, "mta-sts."+domain+".")
+	body, err := askServers(ctx, s, "mta-sts."+domain+".", askOne)
 	observeLookup(time.Since(start), err)
 	return body, err
 }
 
-// askServers asks the servers for the policy at qname in order, each after
-// the previous one failed, until one gives a verdict (a policy, none, or an
-// invalid one), all within the source's timeout and ctx's deadline.
-func (s *policySource) askServers(ctx context.Context, qname string) ([]byte, error) {
+// askServers asks the servers about qname in order, each after the
+// previous one failed, until one gives a verdict (an answer, or an
+// authoritative statement that there is none), all within the source's
+// timeout and ctx's deadline. ask asks one server by the deadline.
+func askServers[T any](ctx context.Context, s *policySource, qname string,
+	ask func(ctx context.Context, pool *connPool, qname string, deadline time.Time) (T, error),
+) (T, error) {
 	end := time.Now().Add(s.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(end) {
 		end = d
@@ -162,13 +170,22 @@ func (s *policySource) askServers(ctx context.Context, qname string) ([]byte, er
 		// servers not yet asked, so one server that hangs does not use up
 		// the time of the others.
 		deadline := time.Now().Add(time.Until(end) / time.Duration(len(s.pools)-i))
-		body, err := askOne(ctx, pool, qname, deadline)
-		if err == nil || errors.Is(err, errNotManaged) || errors.Is(err, errInvalidPolicy) {
-			return body, err
+		answer, err := ask(ctx, pool, qname, deadline)
+		if err == nil || isVerdict(err) {
+			return answer, err
 		}
 		errs = append(errs, fmt.Errorf("DNS server %s: %w", pool.addr, err))
 	}
-	return nil, errors.Join(errs...)
+	var none T
+	return none, errors.Join(errs...)
+}
+
+// isVerdict reports whether err is an authoritative statement about the
+// name rather than a failure of the server, so that asking another server
+// would not change it.
+func isVerdict(err error) bool {
+	return errors.Is(err, errNotManaged) || errors.Is(err, errInvalidPolicy) ||
+		errors.Is(err, errNoSuchName) || errors.Is(err, errNotInZones)
 }
 
 // askOne asks one server for the policy at qname, giving up at deadline.
@@ -214,7 +231,10 @@ func policyQuery(qname string) (*dns.Msg, []byte) {
 // managed. Anything else, SERVFAIL or a truncated answer in particular, is
 // an error, so callers fail closed.
 func policyFromAnswer(qname string, nonce []byte, resp *dns.Msg) ([]byte, error) {
-	if err := checkResponse(qname, resp); err != nil {
+	if err := checkResponse(qname, dns.TypeTXT, resp); err != nil {
+		if errors.Is(err, errNoSuchName) || errors.Is(err, errNotInZones) {
+			return nil, fmt.Errorf("%w: %w", errNotManaged, err)
+		}
 		return nil, err
 	}
 	policies := policyRecords(qname, resp)
@@ -242,26 +262,27 @@ func policyFromAnswer(qname string, nonce []byte, resp *dns.Msg) ([]byte, error)
 	return body, nil
 }
 
-// checkResponse returns nil for an authoritative NOERROR answer to "qname
-// TXT", and an error that says why for any other: errNotManaged for the
-// authoritative statements that the name is not ours, another error for a
-// failure.
-func checkResponse(qname string, resp *dns.Msg) error {
+// checkResponse returns nil for an authoritative NOERROR answer to the
+// question "qname qtype", and an error that says why for any other:
+// errNoSuchName or errNotInZones for the authoritative statements that
+// the name does not exist or is not in the servers' zones, another error
+// for a failure.
+func checkResponse(qname string, qtype uint16, resp *dns.Msg) error {
 	if len(resp.Question) != 1 || !strings.EqualFold(resp.Question[0].Name, qname) ||
-		resp.Question[0].Qtype != dns.TypeTXT || resp.Question[0].Qclass != dns.ClassINET {
+		resp.Question[0].Qtype != qtype || resp.Question[0].Qclass != dns.ClassINET {
 		return errors.New("answer to another question")
 	}
 	switch {
 	case resp.Truncated:
-		// Over TCP only a policy too large for one message is cut; the
+		// Over TCP only an answer too large for one message is cut; the
 		// plugin does not publish such policies, so something is wrong.
 		return errors.New("answer truncated")
 	case resp.Rcode == dns.RcodeRefused:
-		return fmt.Errorf("%w: server refused the query for %s, it is authoritative for no zone holding it", errNotManaged, qname)
+		return fmt.Errorf("%w: server refused the query for %s, it is authoritative for no zone holding it", errNotInZones, qname)
 	case resp.Rcode == dns.RcodeNameError && resp.Authoritative:
-		return fmt.Errorf("%w: %s does not exist", errNotManaged, qname)
+		return fmt.Errorf("%w: %s does not exist", errNoSuchName, qname)
 	case resp.Rcode == dns.RcodeSuccess && !resp.Authoritative && isReferral(resp):
-		return fmt.Errorf("%w: %s is delegated to other servers", errNotManaged, qname)
+		return fmt.Errorf("%w: %s is delegated to other servers", errNotInZones, qname)
 	case resp.Rcode != dns.RcodeSuccess:
 		return fmt.Errorf("server answered %s", dns.RcodeToString[resp.Rcode])
 	case !resp.Authoritative:
