@@ -280,7 +280,7 @@ func checkResponse(qname string, qtype uint16, resp *dns.Msg) error {
 	case resp.Rcode == dns.RcodeRefused:
 		return fmt.Errorf("%w: server refused the query for %s, it is authoritative for no zone holding it", errNotInZones, qname)
 	case resp.Rcode == dns.RcodeNameError && resp.Authoritative:
-		return fmt.Errorf("%w: %s does not exist", errNoSuchName, qname)
+		return fmt.Errorf("%w: %s", errNoSuchName, qname)
 	case resp.Rcode == dns.RcodeSuccess && !resp.Authoritative && isReferral(resp):
 		return fmt.Errorf("%w: %s is delegated to other servers", errNotInZones, qname)
 	case resp.Rcode != dns.RcodeSuccess:

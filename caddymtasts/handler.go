@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -39,6 +40,7 @@ type Handler struct {
 
 	source   *policySource
 	failures *rateLog
+	fetched  *fetchLog // the mta_sts app's record of served domains; nil without the app
 }
 
 // CaddyModule returns the Caddy module information.
@@ -49,7 +51,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets up the DNS client and the log of failed lookups.
+// Provision sets up the DNS client and the log of failed lookups, and
+// joins the mta_sts app's record of served domains if the config has the
+// app.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	source, err := h.PolicyDNS.source()
 	if err != nil {
@@ -57,6 +61,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.source = source
 	h.failures = newRateLog(ctx.Logger(), failureLogInterval)
+	switch app, err := ctx.AppIfConfigured("mta_sts"); {
+	case err == nil:
+		h.fetched = app.(*App).fetched
+	case !errors.Is(err, caddy.ErrNotConfigured):
+		return err
+	}
 	return registerMetrics(ctx.GetMetricsRegistry())
 }
 
@@ -85,6 +95,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	policyRequests.WithLabelValues("served").Inc()
+	if h.fetched != nil {
+		h.fetched.record(domain, time.Now())
+	}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/plain; charset=utf-8")
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))

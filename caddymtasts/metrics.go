@@ -41,6 +41,16 @@ var (
 		Help:      "Time to read a policy from the authoritative DNS, by result.",
 		Buckets:   prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5ms to about 4s
 	}, []string{"result"})
+
+	// Set from the last run of the checks in the cluster, on every node
+	// with the mta_sts app; per domain, the results are in storage.
+	readinessDomains = prometheus.NewGaugeVec(
+		prometheus.GaugeOpts(metricOpts("readiness_domains", "Domains ready or not for enforce at the last run of the checks, by state.")),
+		[]string{"state"})
+
+	readinessProbes = prometheus.NewCounterVec(
+		prometheus.CounterOpts(metricOpts("readiness_probes_total", "MX hosts probed by this node, by outcome.")),
+		[]string{"outcome"})
 )
 
 func metricOpts(name, help string) prometheus.Opts {
@@ -51,7 +61,9 @@ func metricOpts(name, help string) prometheus.Opts {
 // call it, and a config may hold several handlers, so a collector that is
 // already there is no error.
 func registerMetrics(registry *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{policyRequests, permissionDecisions, reportsReceived, sessionsReported, lookupDuration} {
+	for _, c := range []prometheus.Collector{
+		policyRequests, permissionDecisions, reportsReceived, sessionsReported, lookupDuration, readinessDomains, readinessProbes,
+	} {
 		if err := registry.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err
 		}

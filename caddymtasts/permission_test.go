@@ -279,8 +279,8 @@ func lookupCount(t *testing.T) float64 {
 	return total(t, lookupDuration)
 }
 
-// total adds up the counts of all series of c: counter values and the
-// number of observations of histograms.
+// total adds up the counts of all series of c: counter and gauge values
+// and the number of observations of histograms.
 func total(t *testing.T, c prometheus.Collector) float64 {
 	t.Helper()
 	ch := make(chan prometheus.Metric, 8)
@@ -294,7 +294,7 @@ func total(t *testing.T, c prometheus.Collector) float64 {
 		if err := m.Write(&pb); err != nil {
 			t.Fatal(err)
 		}
-		n += pb.GetCounter().GetValue() + float64(pb.GetHistogram().GetSampleCount())
+		n += pb.GetCounter().GetValue() + pb.GetGauge().GetValue() + float64(pb.GetHistogram().GetSampleCount())
 	}
 	return n
 }

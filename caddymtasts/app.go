@@ -1,0 +1,451 @@
+package caddymtasts
+
+import (
+	"cmp"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
+
+	"github.com/coredns-mtasts/mtasts/caddymtasts/readiness"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// The app's keys in Caddy's storage, beside the TLS reports'
+// (mta_sts/tlsrpt/). Domains are lowercase A-labels.
+//
+//	mta_sts/readiness/fetched/DOMAIN        when a node last served DOMAIN's policy (RFC 3339)
+//	mta_sts/readiness/domains/DOMAIN.json   DOMAIN's latest readiness.DomainReport
+//	mta_sts/readiness/last_run.json         the last run of the checks (runRecord)
+//
+// and the lock mta_sts/readiness/run, held while a node claims a run.
+const (
+	fetchedPrefix       = "mta_sts/readiness/fetched"
+	domainReportsPrefix = "mta_sts/readiness/domains"
+	lastRunKey          = "mta_sts/readiness/last_run.json"
+	runLockName         = "mta_sts/readiness/run"
+)
+
+const (
+	// A domain whose policy no node served for this long is no longer
+	// checked, and its results are removed: senders that still hold its
+	// policy do not fetch it, so nothing shows they use it.
+	forgetFetchedAfter = 30 * 24 * time.Hour
+	// How long after a failure to claim a run the node tries again.
+	claimRetry = time.Minute
+	// Domains checked at once, per probe slot: most of a domain's check
+	// waits for DNS or for a probe another domain started.
+	domainsPerProbeSlot = 4
+)
+
+// App is the mta_sts app. On every node it records the managed domains
+// whose policy the handler served (what senders fetch before they apply a
+// policy) in Caddy's storage. On the nodes that may connect out to port
+// 25, it checks those domains once per interval for the whole cluster
+// (whichever node claims the run), the way readiness.Checker does, and
+// keeps each domain's result in the storage, where every node sees it.
+type App struct {
+	// Where the domains' policies and MX records, and the addresses of
+	// MX hosts in the provider's zones, are read: the authoritative
+	// servers the handler asks. MX hosts outside those zones are
+	// resolved with the system's resolver.
+	PolicyDNS
+
+	// How the MX hosts are probed.
+	ProbeOptions
+
+	// How often the domains are checked; each MX host is probed at most
+	// once per interval, whatever the number of domains using it.
+	// Default: 24h.
+	Interval caddy.Duration `json:"interval,omitempty"`
+
+	// Leave the checks to other nodes sharing the storage, and only
+	// record the domains whose policy this node served. For nodes that
+	// may not connect out to port 25, as in many clouds.
+	DisableChecks bool `json:"disable_checks,omitempty"`
+
+	fetched *fetchLog
+	source  *policySource
+	checker *readiness.Checker
+	workers int           // domains checked at once
+	probes  *atomic.Int64 // MX hosts this app probed
+	storage certmagic.Storage
+	logger  *zap.Logger
+	stop    context.CancelFunc
+	running *sync.WaitGroup // the background work Start started
+}
+
+// ProbeOptions say how MX hosts are probed, in the app and in the command
+// caddy mta-sts check.
+type ProbeOptions struct {
+	// The name the probes give in EHLO, so that the MX hosts' operators
+	// can tell who connects. Default: this machine's host name.
+	EHLOName string `json:"ehlo_name,omitempty"`
+
+	// The SMTP port probed. Default: 25, the port senders connect to;
+	// another is for tests.
+	Port int `json:"port,omitempty"`
+
+	// A PEM file of the root certificates a chain must lead to, instead
+	// of the system's roots. Default: the system's roots, the ones senders
+	// trust.
+	CAFile string `json:"ca_file,omitempty"`
+
+	// How long one probe of an MX host may take, from the connection to
+	// the end of the TLS handshake. Default: 30s.
+	ProbeTimeout caddy.Duration `json:"probe_timeout,omitempty"`
+
+	// How many MX hosts are probed at once. Default: 10.
+	Concurrency int `json:"concurrency,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "mta_sts",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision applies the defaults and sets up the record of served domains
+// and the checker.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.storage = ctx.Storage()
+	setDefault(&a.Interval, readiness.DefaultInterval)
+	fetched, err := newFetchLog(time.Duration(a.Interval))
+	if err != nil {
+		return err
+	}
+	a.fetched = fetched
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	if a.DisableChecks {
+		return nil
+	}
+	if a.source, err = a.PolicyDNS.source(); err != nil {
+		return err
+	}
+	cfg, err := a.ProbeOptions.checkerConfig(a.source)
+	if err != nil {
+		return err
+	}
+	cfg.Interval = time.Duration(a.Interval)
+	cfg.Probed = func(r readiness.HostResult) {
+		a.probes.Add(1)
+		readinessProbes.WithLabelValues(string(r.Outcome)).Inc()
+	}
+	a.probes = new(atomic.Int64)
+	a.workers = cfg.Concurrency * domainsPerProbeSlot
+	a.checker, err = readiness.New(cfg)
+	return err
+}
+
+// Validate checks the interval; readiness.New checked the probe options.
+func (a *App) Validate() error {
+	if a.Interval < 0 {
+		return fmt.Errorf("interval %s is negative", time.Duration(a.Interval))
+	}
+	return nil
+}
+
+// checkerConfig returns the checker's config for these options, reading
+// the CA file.
+func (o ProbeOptions) checkerConfig(dns readiness.DNS) (readiness.Config, error) {
+	cfg := readiness.Config{
+		DNS:         dns,
+		EHLOName:    o.EHLOName,
+		Port:        o.Port,
+		Timeout:     time.Duration(o.ProbeTimeout),
+		Concurrency: cmp.Or(o.Concurrency, readiness.DefaultConcurrency),
+	}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return cfg, fmt.Errorf("ca_file: %w", err)
+		}
+		cfg.Roots = x509.NewCertPool()
+		if !cfg.Roots.AppendCertsFromPEM(pem) {
+			return cfg, fmt.Errorf("ca_file %s: no PEM certificate in it", o.CAFile)
+		}
+	}
+	return cfg, nil
+}
+
+// Start runs the app's work in the background: writing the served
+// domains to storage, and the checks unless they are disabled.
+func (a *App) Start() error {
+	ctx, stop := context.WithCancel(context.Background())
+	a.stop, a.running = stop, new(sync.WaitGroup)
+	a.running.Go(func() { a.flushEvery(ctx) })
+	if a.checker != nil {
+		a.running.Go(func() { a.checkEvery(ctx) })
+	}
+	return nil
+}
+
+// Stop ends the background work and writes the served domains not yet
+// written. A run of the checks that Stop ends gives its claim back, so
+// that the next config's app, or another node, runs the checks again.
+func (a *App) Stop() error {
+	a.stop()
+	a.running.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return a.fetched.flush(ctx, a.storage)
+}
+
+// Cleanup closes the DNS connections.
+func (a *App) Cleanup() error {
+	return a.source.close()
+}
+
+// flushEvery writes the served domains to storage every
+// fetchFlushInterval, or every interval if that is shorter.
+func (a *App) flushEvery(ctx context.Context) {
+	ticker := time.NewTicker(min(fetchFlushInterval, time.Duration(a.Interval)))
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			a.flushFetched(ctx)
+		}
+	}
+}
+
+func (a *App) flushFetched(ctx context.Context) {
+	if err := a.fetched.flush(ctx, a.storage); err != nil && ctx.Err() == nil {
+		a.logger.Error("recording the domains whose policy was served", zap.Error(err))
+	}
+}
+
+// checkEvery runs the checks whenever the last run in the cluster is an
+// interval old.
+func (a *App) checkEvery(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+			timer.Reset(time.Until(a.runIfDue(ctx)))
+		}
+	}
+}
+
+// runRecord is what the cluster knows about the last run of the checks.
+type runRecord struct {
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitzero"` // zero while it runs
+	Domains  int       `json:"domains"`
+	Ready    int       `json:"ready"`
+	NotReady int       `json:"not_ready"`
+	Probes   int64     `json:"probes"` // MX hosts probed
+}
+
+// runIfDue runs the checks if this node claims the run, and returns when
+// the next run is due.
+func (a *App) runIfDue(ctx context.Context) time.Time {
+	last, claimed, err := a.claimRun(ctx)
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			a.logger.Error("claiming the readiness checks", zap.Error(err))
+		}
+		return time.Now().Add(claimRetry)
+	case !claimed:
+		// Another node ran the checks, or runs them now.
+		showRun(last)
+		return last.Started.Add(time.Duration(a.Interval))
+	}
+	started := time.Now()
+	// This node's own served domains first, so the run sees them.
+	a.flushFetched(ctx)
+	record, err := a.run(ctx, started)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.logger.Error("readiness checks", zap.Error(err))
+		}
+		a.releaseRun(last)
+		return time.Now().Add(claimRetry)
+	}
+	showRun(record)
+	a.logger.Info("readiness checks done", zap.Int("domains", record.Domains), zap.Int("ready", record.Ready),
+		zap.Int("not_ready", record.NotReady), zap.Int64("probes", record.Probes),
+		zap.Duration("took", record.Finished.Sub(record.Started)))
+	return started.Add(time.Duration(a.Interval))
+}
+
+// claimRun claims the run of the checks for this node, unless a run
+// started within the interval. It returns the last run as the storage
+// held it before the claim.
+func (a *App) claimRun(ctx context.Context) (runRecord, bool, error) {
+	if err := a.storage.Lock(ctx, runLockName); err != nil {
+		return runRecord{}, false, err
+	}
+	defer a.storage.Unlock(context.Background(), runLockName)
+	var last runRecord
+	data, err := a.storage.Load(ctx, lastRunKey)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return last, false, err
+	default:
+		if err := json.Unmarshal(data, &last); err != nil {
+			return last, false, fmt.Errorf("%s: %w", lastRunKey, err)
+		}
+	}
+	if since := time.Since(last.Started); since >= 0 && since < time.Duration(a.Interval) {
+		return last, false, nil
+	}
+	claim := last
+	claim.Started, claim.Finished = time.Now(), time.Time{}
+	return last, true, a.storeJSON(ctx, lastRunKey, claim)
+}
+
+// releaseRun gives back a claim whose run did not finish, by putting the
+// record of the run before it back.
+func (a *App) releaseRun(last runRecord) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.storeJSON(ctx, lastRunKey, last); err != nil {
+		a.logger.Error("giving back the claim of an unfinished run", zap.Error(err))
+	}
+}
+
+// run checks every domain whose policy a node served within
+// forgetFetchedAfter, stores each report, and stores the run's record.
+func (a *App) run(ctx context.Context, started time.Time) (runRecord, error) {
+	domains, err := a.fetchedDomains(ctx, started)
+	if err != nil {
+		return runRecord{}, err
+	}
+	probesBefore := a.probes.Load()
+	ready, err := a.checkAll(ctx, domains)
+	if err != nil {
+		return runRecord{}, err
+	}
+	record := runRecord{
+		Started:  started,
+		Finished: time.Now(),
+		Domains:  len(domains),
+		Ready:    ready,
+		NotReady: len(domains) - ready,
+		Probes:   a.probes.Load() - probesBefore,
+	}
+	return record, a.storeJSON(ctx, lastRunKey, record)
+}
+
+// checkAll checks the domains, a few at a time, stores their reports and
+// returns how many are ready. It stops at the first report it cannot
+// store.
+func (a *App) checkAll(ctx context.Context, domains []string) (int, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	work := make(chan string)
+	var ready atomic.Int64
+	var workers sync.WaitGroup
+	for range a.workers {
+		workers.Go(func() {
+			for domain := range work {
+				report := a.checker.CheckDomain(ctx, domain)
+				if ctx.Err() != nil {
+					continue // a report of a canceled check says nothing
+				}
+				if report.Ready {
+					ready.Add(1)
+				}
+				if err := a.storeJSON(ctx, domainReportKey(domain), report); err != nil {
+					cancel(fmt.Errorf("storing the report of %s: %w", domain, err))
+				}
+			}
+		})
+	}
+	for _, domain := range domains {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- domain
+	}
+	close(work)
+	workers.Wait()
+	return int(ready.Load()), context.Cause(ctx)
+}
+
+// fetchedDomains returns the domains whose policy a node served within
+// forgetFetchedAfter before now, and removes the others with their reports.
+func (a *App) fetchedDomains(ctx context.Context, now time.Time) ([]string, error) {
+	keys, err := a.storage.List(ctx, fetchedPrefix, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var domains []string
+	for _, key := range keys {
+		domain := path.Base(key)
+		data, err := a.storage.Load(ctx, key)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		if served, err := time.Parse(time.RFC3339, string(data)); err == nil && now.Sub(served) < forgetFetchedAfter {
+			domains = append(domains, domain)
+			continue
+		}
+		for _, k := range []string{key, domainReportKey(domain)} {
+			if err := a.storage.Delete(ctx, k); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+		}
+	}
+	return domains, nil
+}
+
+func domainReportKey(domain string) string {
+	return path.Join(domainReportsPrefix, domain+".json")
+}
+
+func (a *App) storeJSON(ctx context.Context, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return a.storage.Store(ctx, key, data)
+}
+
+// showRun sets the gauges of ready and not ready domains to what a run
+// found: on every node, whichever ran it.
+func showRun(r runRecord) {
+	readinessDomains.WithLabelValues("ready").Set(float64(r.Ready))
+	readinessDomains.WithLabelValues("not_ready").Set(float64(r.NotReady))
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

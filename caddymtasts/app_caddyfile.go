@@ -1,0 +1,82 @@
+package caddymtasts
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("mta_sts", parseApp)
+}
+
+// parseApp sets up the mta_sts app from the global option of that name.
+func parseApp(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "mta_sts", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from Caddyfile tokens, in the global
+// options:
+//
+//	mta_sts {
+//	    servers       <address...>
+//	    timeout       <duration>
+//	    interval      <duration>
+//	    ehlo_name     <name>
+//	    port          <port>
+//	    ca_file       <path>
+//	    probe_timeout <duration>
+//	    concurrency   <probes>
+//	    disable_checks
+//	}
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "interval":
+			err = unmarshalDuration(d, &a.Interval)
+		case "ehlo_name":
+			err = unmarshalString(d, &a.EHLOName)
+		case "port":
+			if err = unmarshalCount(d, &a.Port); err == nil && a.Port > 65535 {
+				err = d.Errf("port: want 1 to 65535, not %d", a.Port)
+			}
+		case "ca_file":
+			err = unmarshalString(d, &a.CAFile)
+		case "probe_timeout":
+			err = unmarshalDuration(d, &a.ProbeTimeout)
+		case "concurrency":
+			err = unmarshalCount(d, &a.Concurrency)
+		case "disable_checks":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.DisableChecks = true
+		default:
+			err = a.PolicyDNS.unmarshalOption(d)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmarshalString reads the one argument of the current subdirective.
+func unmarshalString(d *caddyfile.Dispenser, dst *string) error {
+	if !d.AllArgs(dst) {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*App)(nil)
