@@ -73,6 +73,12 @@ type App struct {
 	// Default: 24h.
 	Interval caddy.Duration `json:"interval,omitempty"`
 
+	// How many days of TLS reports (RFC 8460) the verdict takes in,
+	// today's included: a domain is ready only if the reports that
+	// http.handlers.tlsrpt received about it in those days, if any, count
+	// no failed session. Default: 7.
+	ReportDays int `json:"report_days,omitempty"`
+
 	// Leave the checks to other nodes sharing the storage, and only
 	// record the domains whose policy this node served. For nodes that
 	// may not connect out to port 25, as in many clouds.
@@ -146,6 +152,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	cfg.Interval = time.Duration(a.Interval)
+	cfg.Reports, cfg.ReportDays = newReportStore(a.storage), a.ReportDays
 	cfg.Probed = func(r readiness.HostResult) {
 		a.probes.Add(1)
 		readinessProbes.WithLabelValues(string(r.Outcome)).Inc()
@@ -156,7 +163,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return err
 }
 
-// Validate checks the interval; readiness.New checked the probe options.
+// Validate checks the interval; readiness.New checked the other options.
 func (a *App) Validate() error {
 	if a.Interval < 0 {
 		return fmt.Errorf("interval %s is negative", time.Duration(a.Interval))

@@ -31,6 +31,7 @@ func parseApp(d *caddyfile.Dispenser, _ any) (any, error) {
 //	    ca_file       <path>
 //	    probe_timeout <duration>
 //	    concurrency   <probes>
+//	    report_days   <days>
 //	    disable_checks
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -55,6 +56,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = unmarshalDuration(d, &a.ProbeTimeout)
 		case "concurrency":
 			err = unmarshalCount(d, &a.Concurrency)
+		case "report_days":
+			err = unmarshalCount(d, &a.ReportDays)
 		case "disable_checks":
 			if d.NextArg() {
 				return d.ArgErr()

@@ -13,6 +13,7 @@ func TestAdaptRejectsAppOptions(t *testing.T) {
 		"port 0":                 "port: want a whole number of at least 1",
 		"port 65536":             "port: want 1 to 65535, not 65536",
 		"concurrency none":       "concurrency: want a whole number of at least 1",
+		"report_days 0":          "report_days: want a whole number of at least 1",
 		"ehlo_name a.example b":  "wrong argument count",
 		"ca_file":                "wrong argument count",
 		"probe_timeout -1s":      "probe_timeout: -1s is negative",

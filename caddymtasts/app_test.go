@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/coredns-mtasts/mtasts/caddymtasts/readiness"
+	"github.com/coredns-mtasts/mtasts/caddymtasts/tlsrpt"
 )
 
 // startReadinessCaddy runs Caddy in process with the policy handler on
@@ -103,8 +105,20 @@ func TestAppChecksTheDomainsWhosePolicyWasServed(t *testing.T) {
 	cases := readinessCases(t, ca)
 	f := startReadinessCases(t, ca, cases)
 	addr, storage := startReadinessCaddy(t, f, "2s")
-	fetchPolicy(t, addr, "valid.readiness.test")
-	fetchPolicy(t, addr, "expired.readiness.test")
+	// Senders reported failed sessions for wildcard.readiness.test today.
+	today := time.Now().UTC().Format(time.DateOnly)
+	summary := tlsrpt.NewSummary("wildcard.readiness.test", today)
+	summary.Reports, summary.SuccessfulSessions, summary.FailedSessions = 2, 117, 3
+	data, err := json.Marshal(summary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&certmagic.FileStorage{Path: storage}).Store(context.Background(), summaryKey(today, "wildcard.readiness.test"), data); err != nil {
+		t.Fatal(err)
+	}
+	for _, domain := range []string{"valid.readiness.test", "expired.readiness.test", "wildcard.readiness.test"} {
+		fetchPolicy(t, addr, domain)
+	}
 
 	valid := waitForReport(t, storage, "valid.readiness.test", 15*time.Second)
 	if !valid.Ready || len(valid.MXHosts) != 1 || valid.MXHosts[0].Outcome != readiness.OutcomePass {
@@ -113,6 +127,11 @@ func TestAppChecksTheDomainsWhosePolicyWasServed(t *testing.T) {
 	expired := waitForReport(t, storage, "expired.readiness.test", 5*time.Second)
 	if expired.Ready || len(expired.Reasons) != 1 || len(expired.MXHosts) != 1 || expired.MXHosts[0].Outcome != readiness.OutcomeExpired {
 		t.Errorf("expired.readiness.test: %+v", expired)
+	}
+	reported := waitForReport(t, storage, "wildcard.readiness.test", 5*time.Second)
+	if want := []string{"TLS reports of the last 7 days: 3 of 120 sessions failed"}; reported.Ready || !slices.Equal(reported.Reasons, want) ||
+		reported.MXHosts[0].Outcome != readiness.OutcomePass || *reported.TLSReports != (readiness.Sessions{Days: 7, Reports: 2, Successful: 117, Failed: 3}) {
+		t.Errorf("wildcard.readiness.test, whose MX host passes, with failures reported: %+v, want reasons %q", reported, want)
 	}
 	// No sender fetched its policy: not checked.
 	if _, err := os.Stat(filepath.Join(storage, domainReportKey("othername.readiness.test"))); !os.IsNotExist(err) {
@@ -125,9 +144,9 @@ func TestAppChecksTheDomainsWhosePolicyWasServed(t *testing.T) {
 	}
 	// The run that stored both set the gauges; wait for its record.
 	ready, notReady := readinessDomains.WithLabelValues("ready"), readinessDomains.WithLabelValues("not_ready")
-	for deadline := time.Now().Add(5 * time.Second); total(t, notReady) != 1; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); total(t, notReady) != 2; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("readiness_domains: ready %v, not_ready %v; want 1, 1", total(t, ready), total(t, notReady))
+			t.Fatalf("readiness_domains: ready %v, not_ready %v; want 1, 2", total(t, ready), total(t, notReady))
 		}
 	}
 	if total(t, ready) != 1 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/coredns-mtasts/mtasts/caddymtasts/readiness"
 	"github.com/coredns-mtasts/mtasts/caddymtasts/tlsrpt"
 )
 
@@ -163,6 +164,19 @@ func (s *reportStore) summaries(ctx context.Context, domain, from, to string) ([
 		found = append(found, summary)
 	}
 	return found, nil
+}
+
+// Sessions adds up the summaries of domain of the UTC days from first to
+// last, both included: what the readiness checks take from the reports.
+func (s *reportStore) Sessions(ctx context.Context, domain string, first, last time.Time) (readiness.Sessions, error) {
+	summaries, err := s.summaries(ctx, domain, first.UTC().Format(time.DateOnly), last.UTC().Format(time.DateOnly))
+	var total readiness.Sessions
+	for _, d := range summaries {
+		total.Reports += d.Reports
+		total.Successful += d.SuccessfulSessions
+		total.Failed += d.FailedSessions
+	}
+	return total, err
 }
 
 // days returns the days stored under prefix, sorted.

@@ -2,6 +2,7 @@ package caddymtasts
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coredns-mtasts/mtasts/caddymtasts/readiness"
 	"github.com/coredns-mtasts/mtasts/caddymtasts/tlsrpt"
 )
 
@@ -168,5 +170,29 @@ func TestLocalLockWaitsAsLongAsTheContext(t *testing.T) {
 	again()
 	if len(locks.held) != 0 {
 		t.Errorf("locks left: %v", locks.held)
+	}
+}
+
+func TestSessionsAddUpTheDays(t *testing.T) {
+	s := testStore(t)
+	ctx := context.Background()
+	for i, day := range []string{"2025-02-23", "2025-02-24", "2025-03-02", "2025-03-03"} {
+		summary := tlsrpt.NewSummary("example.com", day)
+		summary.Reports, summary.SuccessfulSessions, summary.FailedSessions = 1, int64(100*(i+1)), int64(i)
+		data, err := json.Marshal(summary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.storage.Store(ctx, summaryKey(day, "example.com"), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := time.Date(2025, 2, 24, 12, 0, 0, 0, time.UTC)
+	got, err := s.Sessions(ctx, "example.com", first, first.AddDate(0, 0, 6))
+	if want := (readiness.Sessions{Reports: 2, Successful: 500, Failed: 3}); err != nil || got != want {
+		t.Errorf("sessions of 2025-02-24 to 2025-03-02: %+v, %v; want %+v", got, err, want)
+	}
+	if got, err := s.Sessions(ctx, "other.example", first, first); err != nil || got != (readiness.Sessions{}) {
+		t.Errorf("sessions of a domain without reports: %+v, %v", got, err)
 	}
 }

@@ -48,14 +48,14 @@ type DNS interface {
 // (RFC 8460).
 type TLSReports interface {
 	// Sessions returns the sessions counted in the reports about domain
-	// that cover the last days days, today included; no reports is
-	// Sessions{} and no error.
-	Sessions(ctx context.Context, domain string, days int) (Sessions, error)
+	// that cover the UTC days from first to last, both included; no
+	// reports is Sessions{} and no error.
+	Sessions(ctx context.Context, domain string, first, last time.Time) (Sessions, error)
 }
 
 // Sessions is what the TLS reports of some days say about one domain.
 type Sessions struct {
-	Days       int   `json:"days"`
+	Days       int   `json:"days"` // today and the days before it
 	Reports    int   `json:"reports"`
 	Successful int64 `json:"successful_sessions"`
 	Failed     int64 `json:"failed_sessions"`
@@ -213,11 +213,13 @@ func (c *Checker) probeAll(ctx context.Context, hosts []string) []HostResult {
 // readReports sets r.TLSReports and returns the reasons they give against
 // enforce.
 func (c *Checker) readReports(ctx context.Context, r *DomainReport) []string {
-	s, err := c.cfg.Reports.Sessions(ctx, r.Domain, c.cfg.ReportDays)
+	last := c.cfg.Now()
+	s, err := c.cfg.Reports.Sessions(ctx, r.Domain, last.AddDate(0, 0, 1-c.cfg.ReportDays), last)
 	if err != nil {
 		// Evidence that cannot be read is no evidence of readiness.
 		return []string{fmt.Sprintf("TLS reports: %v", err)}
 	}
+	s.Days = c.cfg.ReportDays
 	r.TLSReports = &s
 	if s.Failed > 0 {
 		return []string{fmt.Sprintf("TLS reports of the last %d days: %d of %d sessions failed",

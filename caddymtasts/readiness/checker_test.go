@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/coredns-mtasts/mtasts/policy"
 )
@@ -38,14 +39,18 @@ func (d staticDNS) Addresses(_ context.Context, host string) ([]netip.Addr, erro
 	return nil, errNoRecords
 }
 
-// staticReports is what TLS reports say, or an error reading them.
+// staticReports is what TLS reports say, or an error reading them; it
+// notes the days asked for.
 type staticReports struct {
-	sessions Sessions
-	err      error
+	sessions    Sessions
+	err         error
+	first, last *time.Time
 }
 
-func (r staticReports) Sessions(_ context.Context, _ string, days int) (Sessions, error) {
-	r.sessions.Days = days
+func (r staticReports) Sessions(_ context.Context, _ string, first, last time.Time) (Sessions, error) {
+	if r.first != nil {
+		*r.first, *r.last = first, last
+	}
 	return r.sessions, r.err
 }
 
@@ -90,5 +95,27 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+func TestReportsOfTheLastDays(t *testing.T) {
+	now := time.Date(2025, 3, 2, 12, 0, 0, 0, time.UTC)
+	var first, last time.Time
+	checker, err := New(Config{
+		DNS:        staticDNS{policies: map[string]policy.Policy{"example.com": {Mode: policy.ModeTesting}}, mx: map[string][]string{"example.com": {"mx.example.com"}}},
+		Reports:    staticReports{sessions: Sessions{Reports: 1, Successful: 10}, first: &first, last: &last},
+		ReportDays: 7,
+		EHLOName:   "checker.test",
+		Now:        func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := checker.CheckDomain(context.Background(), "example.com")
+	if first.Format(time.DateOnly) != "2025-02-24" || last != now {
+		t.Errorf("asked for the days from %s to %s, want 2025-02-24 to %s", first, last, now)
+	}
+	if r.TLSReports == nil || *r.TLSReports != (Sessions{Days: 7, Reports: 1, Successful: 10}) {
+		t.Errorf("TLS reports in the report: %+v", r.TLSReports)
 	}
 }
