@@ -1,14 +1,11 @@
 package caddymtasts
 
 import (
-	"cmp"
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"sync"
 	"sync/atomic"
@@ -86,37 +83,12 @@ type App struct {
 
 	fetched *fetchLog
 	source  *policySource
-	checker *readiness.Checker
-	workers int           // domains checked at once
-	probes  *atomic.Int64 // MX hosts this app probed
+	checks  readiness.Config // a new checker's for each run
+	probes  *atomic.Int64    // MX hosts this app probed
 	storage certmagic.Storage
 	logger  *zap.Logger
 	stop    context.CancelFunc
 	running *sync.WaitGroup // the background work Start started
-}
-
-// ProbeOptions say how MX hosts are probed, in the app and in the command
-// caddy mta-sts check.
-type ProbeOptions struct {
-	// The name the probes give in EHLO, so that the MX hosts' operators
-	// can tell who connects. Default: this machine's host name.
-	EHLOName string `json:"ehlo_name,omitempty"`
-
-	// The SMTP port probed. Default: 25, the port senders connect to;
-	// another is for tests.
-	Port int `json:"port,omitempty"`
-
-	// A PEM file of the root certificates a chain must lead to, instead
-	// of the system's roots. Default: the system's roots, the ones senders
-	// trust.
-	CAFile string `json:"ca_file,omitempty"`
-
-	// How long one probe of an MX host may take, from the connection to
-	// the end of the TLS handshake. Default: 30s.
-	ProbeTimeout caddy.Duration `json:"probe_timeout,omitempty"`
-
-	// How many MX hosts are probed at once. Default: 10.
-	Concurrency int `json:"concurrency,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -151,15 +123,17 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	// Each run has a checker of its own, whose results last the run: the
+	// next run, an interval later, probes every host again.
 	cfg.Interval = time.Duration(a.Interval)
 	cfg.Reports, cfg.ReportDays = newReportStore(a.storage), a.ReportDays
+	a.probes = new(atomic.Int64)
 	cfg.Probed = func(r readiness.HostResult) {
 		a.probes.Add(1)
 		readinessProbes.WithLabelValues(string(r.Outcome)).Inc()
 	}
-	a.probes = new(atomic.Int64)
-	a.workers = cfg.Concurrency * domainsPerProbeSlot
-	a.checker, err = readiness.New(cfg)
+	a.checks = cfg
+	_, err = readiness.New(cfg) // checks the options now rather than at the first run
 	return err
 }
 
@@ -171,36 +145,13 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// checkerConfig returns the checker's config for these options, reading
-// the CA file.
-func (o ProbeOptions) checkerConfig(dns readiness.DNS) (readiness.Config, error) {
-	cfg := readiness.Config{
-		DNS:         dns,
-		EHLOName:    o.EHLOName,
-		Port:        o.Port,
-		Timeout:     time.Duration(o.ProbeTimeout),
-		Concurrency: cmp.Or(o.Concurrency, readiness.DefaultConcurrency),
-	}
-	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return cfg, fmt.Errorf("ca_file: %w", err)
-		}
-		cfg.Roots = x509.NewCertPool()
-		if !cfg.Roots.AppendCertsFromPEM(pem) {
-			return cfg, fmt.Errorf("ca_file %s: no PEM certificate in it", o.CAFile)
-		}
-	}
-	return cfg, nil
-}
-
 // Start runs the app's work in the background: writing the served
 // domains to storage, and the checks unless they are disabled.
 func (a *App) Start() error {
 	ctx, stop := context.WithCancel(context.Background())
 	a.stop, a.running = stop, new(sync.WaitGroup)
 	a.running.Go(func() { a.flushEvery(ctx) })
-	if a.checker != nil {
+	if !a.DisableChecks {
 		a.running.Go(func() { a.checkEvery(ctx) })
 	}
 	return nil
@@ -345,8 +296,12 @@ func (a *App) run(ctx context.Context, started time.Time) (runRecord, error) {
 	if err != nil {
 		return runRecord{}, err
 	}
+	checker, err := readiness.New(a.checks)
+	if err != nil {
+		return runRecord{}, err
+	}
 	probesBefore := a.probes.Load()
-	ready, err := a.checkAll(ctx, domains)
+	ready, err := a.checkAll(ctx, checker, domains)
 	if err != nil {
 		return runRecord{}, err
 	}
@@ -364,16 +319,16 @@ func (a *App) run(ctx context.Context, started time.Time) (runRecord, error) {
 // checkAll checks the domains, a few at a time, stores their reports and
 // returns how many are ready. It stops at the first report it cannot
 // store.
-func (a *App) checkAll(ctx context.Context, domains []string) (int, error) {
+func (a *App) checkAll(ctx context.Context, checker *readiness.Checker, domains []string) (int, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	work := make(chan string)
 	var ready atomic.Int64
 	var workers sync.WaitGroup
-	for range a.workers {
+	for range a.checks.Concurrency * domainsPerProbeSlot {
 		workers.Go(func() {
 			for domain := range work {
-				report := a.checker.CheckDomain(ctx, domain)
+				report := checker.CheckDomain(ctx, domain)
 				if ctx.Err() != nil {
 					continue // a report of a canceled check says nothing
 				}
