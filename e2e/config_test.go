@@ -83,6 +83,7 @@ func (s *suite) writeConfigs(t *testing.T) {
 	s.writeZone(t, "signed.test", zoneData{Serial: 1, MX: []string{"mx.signed.test"}})
 	s.writeZone(t, "customers.test", movingStart)
 	s.makeKey(t, "signed.test.")
+	s.mxCA = newMXCA(t, s.path(mxCAFile))
 	data := s.configData()
 	render(t, templates, "Corefile.tmpl", data, s.path("Corefile"))
 	render(t, templates, "unbound.conf.tmpl", data, s.path("unbound.conf"))
@@ -131,8 +132,16 @@ type caddyVariant struct {
 }
 
 // exampleServers is the servers line of Caddyfile.example, in the
-// permission module, the policy handler and the report receiver.
+// permission module, the mta_sts app, the policy handler and the report
+// receiver.
 const exampleServers = "servers 192.0.2.53 198.51.100.53"
+
+// The mta_sts app of Caddyfile.example checks once a day; the suite's once
+// every 3 s, trusting the MX hosts' CA (work/mxCAFile).
+const (
+	exampleInterval = "interval 24h"
+	mxCAFile        = "mx-ca.pem"
+)
 
 // The report site of Caddyfile.example and of the suite: the host of the
 // https rua in the Corefile.
@@ -144,8 +153,8 @@ const (
 // writeCaddyfile writes Caddy's config as the README and Caddyfile.example
 // describe it, made from Caddyfile.example itself so the two cannot drift:
 // with global options for the suite (admin, storage, Pebble as the CA),
-// the servers lines pointing at our CoreDNS and the report site at
-// reportHost.
+// the servers lines pointing at our CoreDNS, the mta_sts app checking
+// every 3 s with the MX hosts' CA, and the report site at reportHost.
 func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 	t.Helper()
 	example, err := os.ReadFile("../Caddyfile.example")
@@ -160,13 +169,20 @@ func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 		t.Fatal(err)
 	}
 	var out []string
-	block, replaced, globalsAt := "", 0, -1
+	block, replaced, globalsAt, inGlobals := "", 0, -1, false
 	for _, line := range strings.Split(string(example), "\n") {
 		trimmed := strings.TrimSpace(line)
 		switch {
 		case trimmed == "{" && globalsAt < 0:
-			globalsAt = len(out)
+			globalsAt, inGlobals = len(out), true
 			line += "\n" + strings.TrimRight(globals.String(), "\n")
+		case line == "}":
+			inGlobals = false
+		case trimmed == exampleServers && block == "mta_sts {" && inGlobals:
+			line, replaced = strings.Replace(line, exampleServers, "servers "+dnsAddr, 1), replaced+1
+		case trimmed == exampleInterval && block == "mta_sts {" && inGlobals:
+			indent, _, _ := strings.Cut(line, exampleInterval)
+			line, replaced = indent+"interval 3s\n"+indent+"ca_file "+s.path(mxCAFile), replaced+1
 		case trimmed == exampleReportSite:
 			line, replaced = reportHost+" {", replaced+1
 		case strings.HasSuffix(trimmed, "{") && !strings.HasPrefix(trimmed, "#"):
@@ -180,8 +196,8 @@ func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 		}
 		out = append(out, line)
 	}
-	if globalsAt < 0 || replaced != 4 {
-		t.Fatalf("Caddyfile.example changed shape: global options at line %d, %d of 4 lines found (3 servers lines, the report site)", globalsAt+1, replaced)
+	if globalsAt < 0 || replaced != 6 {
+		t.Fatalf("Caddyfile.example changed shape: global options at line %d, %d of 6 lines found (4 servers lines, the app's interval, the report site)", globalsAt+1, replaced)
 	}
 	if err := os.WriteFile(s.path(name), []byte(strings.Join(out, "\n")), 0o644); err != nil {
 		t.Fatal(err)

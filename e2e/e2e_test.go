@@ -34,6 +34,7 @@ func TestEndToEnd(t *testing.T) {
 		{"mta-sts-query (postfix-mta-sts-resolver) gets VALID policies", testSTSQuery},
 		{"no certificate for what we don't host: handshake refused, no ACME order", testNotHosted},
 		{"TLS report: curl posts it to the https rua DNS publishes; the summary from the admin API", testTLSRPT},
+		{"readiness for enforce: caddy mta-sts check and the mta_sts app probe MX hosts with good and bad certificates", testReadiness},
 		{"live MX change: the id changes, the client fetches the new policy", testLiveChange},
 		{"a customer leaves, caddy restarts: stored certificates load only for managed domains", testCustomerLeaves},
 		{"a caddy asking a caching CoreDNS never serves a stale policy during an MX change", testCacheInFront},

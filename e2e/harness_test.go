@@ -34,6 +34,7 @@ type suite struct {
 	pebbleDir string // Pebble's module, for its test certificates
 	keyBase   string // the DNSSEC key of signed.test, under work/keys
 	pebbleCA  string // the root of the certificates Pebble issues (PEM file)
+	mxCA      *mxCA  // the CA of the MX hosts' certificates, its root in work/mx-ca.pem
 	daemons   map[string]*daemon
 	order     []string
 	passed    atomic.Int32 // checks passed, for the closing line
