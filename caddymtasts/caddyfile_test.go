@@ -245,6 +245,7 @@ func TestAdaptCaddyfileExample(t *testing.T) {
 			`"handler":"mta_sts"`, `"module":"mta_sts"`, `"on_demand":true`,
 			`"module":"acme"`, `"email":"hostmaster@provider.example"`,
 			`"handler":"tlsrpt"`, `"subjects":["reports.provider.example"]`,
+			`"mta_sts":{"servers":["192.0.2.53","198.51.100.53"],"ehlo_name":"mta-sts-check.provider.example"`,
 		}},
 		"local": {local, []string{
 			`"handler":"mta_sts"`, `"module":"mta_sts"`, `"on_demand":true`, `"module":"internal"`,
