@@ -12,6 +12,11 @@
 //   - http.handlers.tlsrpt receives the TLS reports (RFC 8460) senders post
 //     about managed domains, and keeps them, and a summary per domain and
 //     day, in Caddy's storage; admin.api.tlsrpt serves the summaries.
+//   - the mta_sts app checks, once per interval, whether the domains whose
+//     policy the handler served are ready for mode enforce (every MX host
+//     passes a sender's checks, package readiness), and keeps the results
+//     in Caddy's storage; the command caddy mta-sts check does it on
+//     demand.
 //
 // The DNS is the single source of truth: no module is told which
 // domains exist or what their policies say.

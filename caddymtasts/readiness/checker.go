@@ -10,6 +10,7 @@
 package readiness
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -63,6 +64,7 @@ type Sessions struct {
 
 // Config sets up a Checker. Only DNS is required.
 type Config struct {
+	// Where the policy, the MX hosts and their addresses are read.
 	DNS DNS
 	// Reports, when set, adds the TLS reports of the last ReportDays days
 	// to each domain's verdict. Default for ReportDays: 7.
@@ -112,20 +114,11 @@ func New(cfg Config) (*Checker, error) {
 		}
 		cfg.EHLOName = name
 	}
-	for _, v := range []struct {
-		field *int
-		def   int
-	}{{&cfg.Port, DefaultPort}, {&cfg.Concurrency, DefaultConcurrency}, {&cfg.ReportDays, DefaultReportDays}} {
-		if *v.field == 0 {
-			*v.field = v.def
-		}
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.Interval == 0 {
-		cfg.Interval = DefaultInterval
-	}
+	cfg.Port = cmp.Or(cfg.Port, DefaultPort)
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultConcurrency)
+	cfg.ReportDays = cmp.Or(cfg.ReportDays, DefaultReportDays)
+	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
+	cfg.Interval = cmp.Or(cfg.Interval, DefaultInterval)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
