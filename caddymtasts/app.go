@@ -355,10 +355,7 @@ func (a *App) checkAll(ctx context.Context, checker *readiness.Checker, domains 
 // fetchedDomains returns the domains whose policy a node served within
 // forgetFetchedAfter before now, and removes the others with their reports.
 func (a *App) fetchedDomains(ctx context.Context, now time.Time) ([]string, error) {
-	keys, err := a.storage.List(ctx, fetchedPrefix, false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	keys, err := listKeys(ctx, a.storage, fetchedPrefix)
 	if err != nil {
 		return nil, err
 	}

@@ -81,8 +81,8 @@ func (s *reportStore) storeUnattributed(ctx context.Context, r *tlsrpt.Report, d
 		if s.storage.Exists(ctx, key) {
 			return nil
 		}
-		keys, err := s.storage.List(ctx, dir, false)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		keys, err := listKeys(ctx, s.storage, dir)
+		if err != nil {
 			return err
 		}
 		if len(keys) >= max {
@@ -181,10 +181,7 @@ func (s *reportStore) Sessions(ctx context.Context, domain string, first, last t
 
 // days returns the days stored under prefix, sorted.
 func (s *reportStore) days(ctx context.Context, prefix string) ([]string, error) {
-	keys, err := s.storage.List(ctx, prefix, false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	keys, err := listKeys(ctx, s.storage, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -196,6 +193,16 @@ func (s *reportStore) days(ctx context.Context, prefix string) ([]string, error)
 	}
 	slices.Sort(days)
 	return days, nil
+}
+
+// listKeys lists the keys right under prefix: none when nothing was ever
+// stored there, which some storages tell with fs.ErrNotExist.
+func listKeys(ctx context.Context, storage certmagic.Storage, prefix string) ([]string, error) {
+	keys, err := storage.List(ctx, prefix, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return keys, err
 }
 
 func isDay(s string) bool {
