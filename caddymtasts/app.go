@@ -81,13 +81,23 @@ type App struct {
 	// may not connect out to port 25, as in many clouds.
 	DisableChecks bool `json:"disable_checks,omitempty"`
 
+	// The events the checks and the certificates' failures make (a
+	// policy change, an MX host's TLS problem and its end, a certificate
+	// of mta-sts.D that failed), how long they are kept and the webhook
+	// they are posted to.
+	Events EventOptions `json:"events,omitzero"`
+
 	fetched *fetchLog
 	source  *policySource
 	checks  readiness.Config // a new checker's for each run
 	probes  *atomic.Int64    // MX hosts this app probed
 	storage certmagic.Storage
-	logger  *zap.Logger
-	stop    context.CancelFunc
+	events  *eventStore
+	webhook *webhookQueue // nil without a webhook
+	// The failures of certificates, from Caddy's events app.
+	certFailures *certificateFailures
+	logger       *zap.Logger
+	stop         context.CancelFunc
 	running *sync.WaitGroup // the background work Start started
 }
 
@@ -111,6 +121,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.fetched = fetched
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	if err := a.provisionEvents(ctx); err != nil {
 		return err
 	}
 	if a.DisableChecks {
@@ -137,20 +150,32 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return err
 }
 
-// Validate checks the interval; readiness.New checked the other options.
+// Validate checks the interval and the events' options; readiness.New
+// and the webhook's queue checked the other options.
 func (a *App) Validate() error {
-	if a.Interval < 0 {
+	switch {
+	case a.Interval < 0:
 		return fmt.Errorf("interval %s is negative", time.Duration(a.Interval))
+	case a.Events.Retention < 0:
+		return fmt.Errorf("events retention %s is negative", time.Duration(a.Events.Retention))
+	case a.Events.WarnDays < 0:
+		return fmt.Errorf("events warn_days %d is negative", a.Events.WarnDays)
 	}
 	return nil
 }
 
 // Start runs the app's work in the background: writing the served
-// domains to storage, and the checks unless they are disabled.
+// domains to storage, storing the certificates' failures as events,
+// delivering events to the webhook, and the checks unless they are
+// disabled.
 func (a *App) Start() error {
 	ctx, stop := context.WithCancel(context.Background())
 	a.stop, a.running = stop, new(sync.WaitGroup)
 	a.running.Go(func() { a.flushEvery(ctx) })
+	a.running.Go(func() { a.recordCertificateProblems(ctx) })
+	if a.webhook != nil {
+		a.running.Go(func() { a.webhook.run(ctx) })
+	}
 	if !a.DisableChecks {
 		a.running.Go(func() { a.checkEvery(ctx) })
 	}
@@ -290,7 +315,8 @@ func (a *App) releaseRun(last runRecord) {
 }
 
 // run checks every domain whose policy a node served within
-// forgetFetchedAfter, stores each report, and stores the run's record.
+// forgetFetchedAfter, stores the events each report shows and the report,
+// stores the run's record and removes old events.
 func (a *App) run(ctx context.Context, started time.Time) (runRecord, error) {
 	domains, err := a.fetchedDomains(ctx, started)
 	if err != nil {
@@ -313,12 +339,15 @@ func (a *App) run(ctx context.Context, started time.Time) (runRecord, error) {
 		NotReady: len(domains) - ready,
 		Probes:   a.probes.Load() - probesBefore,
 	}
+	if _, err := a.events.removeExpired(ctx, started, time.Duration(a.Events.Retention)); err != nil && ctx.Err() == nil {
+		a.logger.Error("removing old events", zap.Error(err))
+	}
 	return record, a.storeJSON(ctx, lastRunKey, record)
 }
 
-// checkAll checks the domains, a few at a time, stores their reports and
-// returns how many are ready. It stops at the first report it cannot
-// store.
+// checkAll checks the domains, a few at a time, stores their events and
+// reports, and returns how many are ready. It stops at the first event or
+// report it cannot store.
 func (a *App) checkAll(ctx context.Context, checker *readiness.Checker, domains []string) (int, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -334,6 +363,10 @@ func (a *App) checkAll(ctx context.Context, checker *readiness.Checker, domains 
 				}
 				if report.Ready {
 					ready.Add(1)
+				}
+				if err := a.recordEvents(ctx, report); err != nil {
+					cancel(err)
+					continue
 				}
 				if err := a.storeJSON(ctx, domainReportKey(domain), report); err != nil {
 					cancel(fmt.Errorf("storing the report of %s: %w", domain, err))
@@ -353,7 +386,8 @@ func (a *App) checkAll(ctx context.Context, checker *readiness.Checker, domains 
 }
 
 // fetchedDomains returns the domains whose policy a node served within
-// forgetFetchedAfter before now, and removes the others with their reports.
+// forgetFetchedAfter before now, and removes the others with their
+// reports and baselines (their events age out with the retention).
 func (a *App) fetchedDomains(ctx context.Context, now time.Time) ([]string, error) {
 	keys, err := listKeys(ctx, a.storage, fetchedPrefix)
 	if err != nil {
@@ -373,7 +407,7 @@ func (a *App) fetchedDomains(ctx context.Context, now time.Time) ([]string, erro
 			domains = append(domains, domain)
 			continue
 		}
-		for _, k := range []string{key, domainReportKey(domain)} {
+		for _, k := range []string{key, domainReportKey(domain), baselineKey(domain)} {
 			if err := a.storage.Delete(ctx, k); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return nil, err
 			}

@@ -33,6 +33,16 @@ func parseApp(d *caddyfile.Dispenser, _ any) (any, error) {
 //	    concurrency   <probes>
 //	    report_days   <days>
 //	    disable_checks
+//	    events {
+//	        retention <duration>
+//	        warn_days <days>
+//	        webhook <url> {
+//	            secret    <secret>
+//	            timeout   <duration>
+//	            retry_for <duration>
+//	            ca_file   <path>
+//	        }
+//	    }
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -63,8 +73,65 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.DisableChecks = true
+		case "events":
+			err = a.Events.unmarshalCaddyfile(d)
 		default:
 			err = a.PolicyDNS.unmarshalOption(d)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmarshalCaddyfile reads the events block of the app.
+func (o *EventOptions) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "retention":
+			err = unmarshalDuration(d, &o.Retention)
+		case "warn_days":
+			err = unmarshalCount(d, &o.WarnDays)
+		case "webhook":
+			o.Webhook = new(Webhook)
+			err = o.Webhook.unmarshalCaddyfile(d)
+		default:
+			err = d.Errf("unrecognized subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmarshalCaddyfile reads the webhook line and block.
+func (w *Webhook) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	w.URL = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "secret":
+			err = unmarshalString(d, &w.Secret)
+		case "timeout":
+			err = unmarshalDuration(d, &w.Timeout)
+		case "retry_for":
+			err = unmarshalDuration(d, &w.RetryFor)
+		case "ca_file":
+			err = unmarshalString(d, &w.CAFile)
+		default:
+			err = d.Errf("unrecognized subdirective %q", d.Val())
 		}
 		if err != nil {
 			return err

@@ -3,15 +3,23 @@ package caddymtasts
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -108,8 +116,19 @@ func startReportCaddy(t *testing.T, dnsAddr, storage string, receiver map[string
 func startReportCaddyProcess(t *testing.T, dnsAddr, storage string) *reportCaddy {
 	t.Helper()
 	c := newReportCaddy(t, storage)
+	startCaddyProcess(t, c.reportConfig(t, dnsAddr, nil))
+	c.loadRoots(t)
+	c.waitForCertificate(t)
+	return c
+}
+
+// startCaddyProcess runs Caddy with config as a process of its own, this
+// test binary (caddyProcessEnv), until the test ends; a failed test logs
+// its output.
+func startCaddyProcess(t *testing.T, config []byte) {
+	t.Helper()
 	configFile := filepath.Join(t.TempDir(), "caddy.json")
-	if err := os.WriteFile(configFile, c.reportConfig(t, dnsAddr, nil), 0o644); err != nil {
+	if err := os.WriteFile(configFile, config, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
@@ -127,9 +146,6 @@ func startReportCaddyProcess(t *testing.T, dnsAddr, storage string) *reportCaddy
 			t.Logf("the second Caddy's output:\n%s", out.String())
 		}
 	})
-	c.loadRoots(t)
-	c.waitForCertificate(t)
-	return c
 }
 
 // runCaddyProcess runs the Caddy config in configFile until SIGINT or
@@ -212,4 +228,97 @@ func testReport(t testing.TB, name string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// webhookSecret is the secret of the test webhooks.
+const webhookSecret = "test-secret-0123456789abcdef"
+
+// webhookReceiver is an HTTPS receiver of the webhook, httptest's, whose
+// certificate is in caFile. It checks each request as the README tells a
+// receiver to, and answers with the statuses set in turn, then 200; while
+// hang is open, it holds each request until the client gives up.
+type webhookReceiver struct {
+	*httptest.Server
+	caFile string
+
+	mu       sync.Mutex
+	statuses []int
+	hang     chan struct{}
+	received []webhookRequest
+}
+
+// webhookRequest is a request the receiver got.
+type webhookRequest struct {
+	id   string
+	body []byte
+	err  error // what is wrong with it: no signature that verifies, ...
+}
+
+func startWebhookReceiver(t *testing.T, statuses ...int) *webhookReceiver {
+	t.Helper()
+	w := &webhookReceiver{statuses: statuses}
+	w.Server = httptest.NewTLSServer(http.HandlerFunc(w.serve))
+	t.Cleanup(w.Close)
+	w.caFile = filepath.Join(t.TempDir(), "webhook-ca.pem")
+	if err := os.WriteFile(w.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: w.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func (w *webhookReceiver) serve(rw http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err == nil {
+		err = verifyWebhook(webhookSecret, r, body)
+	}
+	w.mu.Lock()
+	w.received = append(w.received, webhookRequest{id: r.Header.Get("Webhook-Id"), body: body, err: err})
+	status, hang := http.StatusOK, w.hang
+	if len(w.statuses) > 0 {
+		status, w.statuses = w.statuses[0], w.statuses[1:]
+	}
+	w.mu.Unlock()
+	if hang != nil {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}
+	rw.WriteHeader(status)
+}
+
+// verifyWebhook checks a delivery as the README tells a receiver to: the
+// signature over id.timestamp.body with the secret, and a timestamp within
+// five minutes of now.
+func verifyWebhook(secret string, r *http.Request, body []byte) error {
+	id, timestamp := r.Header.Get("Webhook-Id"), r.Header.Get("Webhook-Timestamp")
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(id + "." + timestamp + "."))
+	mac.Write(body)
+	if want := "v1=" + hex.EncodeToString(mac.Sum(nil)); !hmac.Equal([]byte(r.Header.Get("Webhook-Signature")), []byte(want)) {
+		return fmt.Errorf("signature %q, want %q", r.Header.Get("Webhook-Signature"), want)
+	}
+	sent, err := strconv.ParseInt(timestamp, 10, 64)
+	if err != nil || time.Since(time.Unix(sent, 0)).Abs() > 5*time.Minute {
+		return fmt.Errorf("timestamp %q", timestamp)
+	}
+	var e struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || e.ID != id || r.Header.Get("Content-Type") != "application/json" {
+		return fmt.Errorf("body %s with Webhook-Id %s, Content-Type %q", body, id, r.Header.Get("Content-Type"))
+	}
+	return nil
+}
+
+// requests returns the requests received so far.
+func (w *webhookReceiver) requests() []webhookRequest {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.received)
+}
+
+// webhookConfig is the JSON of a webhook posting to w.
+func (w *webhookReceiver) webhookConfig(retryFor string) map[string]any {
+	return map[string]any{"url": w.URL + "/hook", "secret": webhookSecret, "timeout": "2s", "retry_for": retryFor, "ca_file": w.caFile}
 }

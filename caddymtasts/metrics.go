@@ -51,6 +51,16 @@ var (
 	readinessProbes = prometheus.NewCounterVec(
 		prometheus.CounterOpts(metricOpts("readiness_probes_total", "MX hosts probed by this node, by outcome.")),
 		[]string{"outcome"})
+
+	// Each event counted once across the cluster: by the node that stored it.
+	eventsStored = prometheus.NewCounterVec(
+		prometheus.CounterOpts(metricOpts("events_total", "Events about the domains stored by this node, by type.")),
+		[]string{"type"})
+
+	webhookDeliveries = prometheus.NewCounterVec(
+		prometheus.CounterOpts(metricOpts("webhook_deliveries_total",
+			"Webhook attempts by this node, by outcome: delivered, failed (retried), gave_up, gone (the event expired), dropped (queue full).")),
+		[]string{"outcome"})
 )
 
 func metricOpts(name, help string) prometheus.Opts {
@@ -63,6 +73,7 @@ func metricOpts(name, help string) prometheus.Opts {
 func registerMetrics(registry *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{
 		policyRequests, permissionDecisions, reportsReceived, sessionsReported, lookupDuration, readinessDomains, readinessProbes,
+		eventsStored, webhookDeliveries,
 	} {
 		if err := registry.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err

@@ -50,11 +50,10 @@ var errUnattributedFull = errors.New("as many unattributed reports for the day a
 // count each report once.
 type reportStore struct {
 	storage certmagic.Storage
-	locks   *localLocks
 }
 
 func newReportStore(storage certmagic.Storage) *reportStore {
-	return &reportStore{storage: storage, locks: processLocks}
+	return &reportStore{storage: storage}
 }
 
 // storeReport stores the JSON of report r about managed domains, unless a
@@ -77,7 +76,7 @@ func (s *reportStore) storeUnattributed(ctx context.Context, r *tlsrpt.Report, d
 	dir := path.Join(unattributedPrefix, r.Day())
 	key := path.Join(dir, r.Hash()+".json")
 	var stored bool
-	err := s.withLock(ctx, dir, func() error {
+	err := withStorageLock(ctx, s.storage, dir, func() error {
 		if s.storage.Exists(ctx, key) {
 			return nil
 		}
@@ -100,7 +99,7 @@ func (s *reportStore) storeUnattributed(ctx context.Context, r *tlsrpt.Report, d
 func (s *reportStore) addToSummary(ctx context.Context, r *tlsrpt.Report, sessions tlsrpt.DomainSessions) (bool, error) {
 	key := summaryKey(r.Day(), sessions.Domain)
 	var added bool
-	err := s.withLock(ctx, key, func() error {
+	err := withStorageLock(ctx, s.storage, key, func() error {
 		summary, err := s.loadSummary(ctx, key, sessions.Domain, r.Day())
 		if err != nil {
 			return err
@@ -140,7 +139,7 @@ func (s *reportStore) loadSummary(ctx context.Context, key, domain, day string) 
 // summaries returns the stored summaries of domain from day from to day to
 // (both YYYY-MM-DD, both included; "" for no bound), oldest first.
 func (s *reportStore) summaries(ctx context.Context, domain, from, to string) ([]*tlsrpt.Summary, error) {
-	days, err := s.days(ctx, summariesPrefix)
+	days, err := storedDays(ctx, s.storage, summariesPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -179,9 +178,9 @@ func (s *reportStore) Sessions(ctx context.Context, domain string, first, last t
 	return total, err
 }
 
-// days returns the days stored under prefix, sorted.
-func (s *reportStore) days(ctx context.Context, prefix string) ([]string, error) {
-	keys, err := listKeys(ctx, s.storage, prefix)
+// storedDays returns the days stored under prefix, sorted.
+func storedDays(ctx context.Context, storage certmagic.Storage, prefix string) ([]string, error) {
+	keys, err := listKeys(ctx, storage, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -215,9 +214,24 @@ func isDay(s string) bool {
 // per cleanupInterval across the cluster (lastCleanupKey); it reports
 // whether this call did.
 func (s *reportStore) removeExpired(ctx context.Context, now time.Time, retention time.Duration) (bool, error) {
+	return removeOldDays(ctx, s.storage, dayCleanup{lock: cleanupLockName, last: lastCleanupKey,
+		prefixes: []string{reportsPrefix, unattributedPrefix, summariesPrefix}}, now, retention)
+}
+
+// dayCleanup names what removeOldDays removes (the days under prefixes),
+// the lock it holds and where it notes when it last ran.
+type dayCleanup struct {
+	lock, last string
+	prefixes   []string
+}
+
+// removeOldDays deletes the days under c.prefixes that ended more than
+// retention before now, holding c.lock, unless c.last says this was done
+// within cleanupInterval. It reports whether this call did it.
+func removeOldDays(ctx context.Context, storage certmagic.Storage, c dayCleanup, now time.Time, retention time.Duration) (bool, error) {
 	var ran bool
-	err := s.withLock(ctx, cleanupLockName, func() error {
-		if last, err := s.storage.Load(ctx, lastCleanupKey); err == nil {
+	err := withStorageLock(ctx, storage, c.lock, func() error {
+		if last, err := storage.Load(ctx, c.last); err == nil {
 			if t, err := time.Parse(time.RFC3339, string(last)); err == nil && now.Sub(t) >= 0 && now.Sub(t) < cleanupInterval {
 				return nil
 			}
@@ -226,8 +240,8 @@ func (s *reportStore) removeExpired(ctx context.Context, now time.Time, retentio
 		// is more than retention ago: every day before the date of
 		// now-retention.
 		oldest := now.UTC().Add(-retention).Format(time.DateOnly)
-		for _, prefix := range []string{reportsPrefix, unattributedPrefix, summariesPrefix} {
-			days, err := s.days(ctx, prefix)
+		for _, prefix := range c.prefixes {
+			days, err := storedDays(ctx, storage, prefix)
 			if err != nil {
 				return err
 			}
@@ -235,33 +249,33 @@ func (s *reportStore) removeExpired(ctx context.Context, now time.Time, retentio
 				if day >= oldest {
 					break
 				}
-				if err := s.storage.Delete(ctx, path.Join(prefix, day)); err != nil {
+				if err := storage.Delete(ctx, path.Join(prefix, day)); err != nil {
 					return err
 				}
 			}
 		}
 		ran = true
-		return s.storage.Store(ctx, lastCleanupKey, []byte(now.UTC().Format(time.RFC3339)))
+		return storage.Store(ctx, c.last, []byte(now.UTC().Format(time.RFC3339)))
 	})
 	return ran, err
 }
 
-// withLock runs f holding the storage lock name. Callers in this process
-// queue for it here first: CertMagic's file system storage polls a lock
-// held by someone else once a second, so concurrent requests of one node
-// would otherwise wait up to a second each. The storage lock then only
-// orders the nodes.
-func (s *reportStore) withLock(ctx context.Context, name string, f func() error) error {
-	unlock, err := s.locks.lock(ctx, name)
+// withStorageLock runs f holding the storage lock name. Callers in this
+// process queue for it here first: CertMagic's file system storage polls
+// a lock held by someone else once a second, so concurrent requests of one
+// node would otherwise wait up to a second each. The storage lock then
+// only orders the nodes.
+func withStorageLock(ctx context.Context, storage certmagic.Storage, name string, f func() error) error {
+	unlock, err := processLocks.lock(ctx, name)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if err := s.storage.Lock(ctx, name); err != nil {
+	if err := storage.Lock(ctx, name); err != nil {
 		return fmt.Errorf("storage lock %s: %w", name, err)
 	}
 	// Unlocked even when the request was canceled meanwhile.
-	defer s.storage.Unlock(context.WithoutCancel(ctx), name)
+	defer storage.Unlock(context.WithoutCancel(ctx), name)
 	return f()
 }
 

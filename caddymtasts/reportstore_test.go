@@ -60,7 +60,7 @@ func TestRemoveExpired(t *testing.T) {
 		t.Fatalf("removeExpired: %v, %v", ran, err)
 	}
 	for _, prefix := range []string{reportsPrefix, unattributedPrefix, summariesPrefix} {
-		kept, err := s.days(ctx, prefix)
+		kept, err := storedDays(ctx, s.storage, prefix)
 		if err != nil {
 			t.Fatal(err)
 		}

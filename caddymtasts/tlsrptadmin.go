@@ -63,19 +63,9 @@ type summariesAnswer struct {
 }
 
 func (a *TLSRPTAdmin) serveSummaries(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s, not GET", r.Method)}
-	}
-	domain, err := policy.NormalizeHost(strings.TrimPrefix(r.URL.Path, summaryRoute))
+	domain, from, to, err := domainDays(r, summaryRoute)
 	if err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("domain: %w", err)}
-	}
-	query := r.URL.Query()
-	from, to := query.Get("from"), query.Get("to")
-	for name, day := range map[string]string{"from": from, "to": to} {
-		if day != "" && !isDay(day) {
-			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("%s=%q is no date YYYY-MM-DD", name, day)}
-		}
+		return err
 	}
 	days, err := a.store.summaries(r.Context(), domain, from, to)
 	if err != nil {
@@ -83,6 +73,27 @@ func (a *TLSRPTAdmin) serveSummaries(w http.ResponseWriter, r *http.Request) err
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(summariesAnswer{Domain: domain, Days: days})
+}
+
+// domainDays reads a GET of route+DOMAIN[?from=YYYY-MM-DD][&to=YYYY-MM-DD]
+// on the admin API: the domain, in lowercase A-labels, and the days, ""
+// when not given.
+func domainDays(r *http.Request, route string) (domain, from, to string, err error) {
+	if r.Method != http.MethodGet {
+		return "", "", "", caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s, not GET", r.Method)}
+	}
+	domain, err = policy.NormalizeHost(strings.TrimPrefix(r.URL.Path, route))
+	if err != nil {
+		return "", "", "", caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("domain: %w", err)}
+	}
+	query := r.URL.Query()
+	from, to = query.Get("from"), query.Get("to")
+	for name, day := range map[string]string{"from": from, "to": to} {
+		if day != "" && !isDay(day) {
+			return "", "", "", caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("%s=%q is no date YYYY-MM-DD", name, day)}
+		}
+	}
+	return domain, from, to, nil
 }
 
 // Interface guards

@@ -148,9 +148,12 @@ type DomainReport struct {
 	Ready bool `json:"ready"`
 	// Why the domain is not ready; empty when it is.
 	Reasons []string `json:"reasons,omitempty"`
-	// The mode of the policy the domain publishes now.
-	Mode    policy.Mode  `json:"mode,omitempty"`
-	MXHosts []HostResult `json:"mx_hosts"`
+	// The mode of the policy the domain publishes now, its id and its mx
+	// patterns: what the mta_sts app compares from one run to the next.
+	Mode     policy.Mode  `json:"mode,omitempty"`
+	PolicyID string       `json:"policy_id,omitempty"`
+	PolicyMX []string     `json:"policy_mx,omitempty"`
+	MXHosts  []HostResult `json:"mx_hosts"`
 	// What the TLS reports say, when the Checker reads them.
 	TLSReports *Sessions `json:"tls_reports,omitempty"`
 }
@@ -164,7 +167,7 @@ func (c *Checker) CheckDomain(ctx context.Context, domain string) DomainReport {
 		r.Reasons = append(r.Reasons, fmt.Sprintf("no policy to enforce: %v", err))
 		return r
 	}
-	r.Mode = p.Mode
+	r.Mode, r.PolicyID, r.PolicyMX = p.Mode, p.ID(), p.MX
 	hosts, err := c.cfg.DNS.MXHosts(ctx, domain)
 	switch {
 	case err != nil:
