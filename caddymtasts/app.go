@@ -98,7 +98,7 @@ type App struct {
 	certFailures *certificateFailures
 	logger       *zap.Logger
 	stop         context.CancelFunc
-	running *sync.WaitGroup // the background work Start started
+	running      *sync.WaitGroup // the background work Start started
 }
 
 // CaddyModule returns the Caddy module information.

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -90,6 +91,9 @@ func (s *eventStore) events(ctx context.Context, domain, from, to string) ([]eve
 			return nil, err
 		}
 		for _, key := range keys {
+			if !strings.HasSuffix(key, ".json") {
+				continue // a temporary file of CertMagic's file system storage
+			}
 			data, err := s.storage.Load(ctx, key)
 			if errors.Is(err, fs.ErrNotExist) {
 				continue // removed meanwhile

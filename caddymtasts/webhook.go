@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -236,6 +237,9 @@ func (q *webhookQueue) deliverDue(ctx context.Context) time.Time {
 		}
 		return next
 	}
+	// CertMagic's file system storage writes a key through a temporary
+	// file beside it, which a listing may show.
+	keys = slices.DeleteFunc(keys, func(k string) bool { return !strings.HasSuffix(k, ".json") })
 	q.queued.Store(int64(len(keys)))
 	q.forgetAllBut(keys)
 	var mu sync.Mutex
