@@ -20,6 +20,7 @@ func TestAdaptRejectsAppOptions(t *testing.T) {
 		"disable_checks yes":     "wrong argument count",
 		"check_interval 1h":      `unrecognized subdirective "check_interval"`,
 		"servers 192.0.2.53:dns": `servers: DNS server "192.0.2.53:dns"`,
+		"events on":              "wrong argument count",
 	} {
 		_, _, err := adapt(t, "{\n\tmta_sts {\n\t\t"+option+"\n\t}\n}\n")
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Caddyfile:3") {
@@ -28,5 +29,24 @@ func TestAdaptRejectsAppOptions(t *testing.T) {
 	}
 	if _, _, err := adapt(t, "{\n\tmta_sts on\n}\n"); err == nil {
 		t.Error("mta_sts with an argument: adapted")
+	}
+}
+
+// TestAdaptRejectsEventOptions checks the app's events block: each error
+// names the line of the option.
+func TestAdaptRejectsEventOptions(t *testing.T) {
+	for block, want := range map[string]string{
+		"warn_days 0":                           "warn_days: want a whole number of at least 1, not \"0\", at Caddyfile:4",
+		"retention -1d":                         "retention: -1d is negative, at Caddyfile:4",
+		"webhook":                               "wrong argument count or unexpected line ending after 'webhook', at Caddyfile:4",
+		"webhook https://a.example/ https://b/": "wrong argument count or unexpected line ending after 'https://b/', at Caddyfile:4",
+		"webhook https://h.example/ {\n secrets s\n }": `unrecognized subdirective "secrets", at Caddyfile:5`,
+		"webhook https://h.example/ {\n timeout\n }":   "wrong argument count or unexpected line ending after 'timeout', at Caddyfile:5",
+		"warning_days 3": `unrecognized subdirective "warning_days", at Caddyfile:4`,
+	} {
+		_, _, err := adapt(t, "{\n\tmta_sts {\n\t\tevents {\n"+block+"\n}\n\t}\n}\n")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got error %v, want one containing %q", block, err, want)
+		}
 	}
 }

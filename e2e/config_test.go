@@ -150,11 +150,16 @@ const (
 	reportHost        = "reports.provider.test"
 )
 
+// The webhook of Caddyfile.example's mta_sts app; the suite's posts to its
+// own receiver (events_test.go), whose certificate is of the MX hosts' CA.
+const exampleWebhook = "webhook https://hooks.provider.example/mta-sts {"
+
 // writeCaddyfile writes Caddy's config as the README and Caddyfile.example
 // describe it, made from Caddyfile.example itself so the two cannot drift:
 // with global options for the suite (admin, storage, Pebble as the CA),
 // the servers lines pointing at our CoreDNS, the mta_sts app checking
-// every 3 s with the MX hosts' CA, and the report site at reportHost.
+// every 3 s with the MX hosts' CA and posting events to the suite's
+// receiver, and the report site at reportHost.
 func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 	t.Helper()
 	example, err := os.ReadFile("../Caddyfile.example")
@@ -183,6 +188,9 @@ func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 		case trimmed == exampleInterval && block == "mta_sts {" && inGlobals:
 			indent, _, _ := strings.Cut(line, exampleInterval)
 			line, replaced = indent+"interval 3s\n"+indent+"ca_file "+s.path(mxCAFile), replaced+1
+		case trimmed == exampleWebhook && inGlobals:
+			indent, _, _ := strings.Cut(line, exampleWebhook)
+			line, replaced = indent+"webhook https://"+hooksHost+":9443/mta-sts {\n"+indent+"\tca_file "+s.path(mxCAFile), replaced+1
 		case trimmed == exampleReportSite:
 			line, replaced = reportHost+" {", replaced+1
 		case strings.HasSuffix(trimmed, "{") && !strings.HasPrefix(trimmed, "#"):
@@ -196,8 +204,8 @@ func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 		}
 		out = append(out, line)
 	}
-	if globalsAt < 0 || replaced != 6 {
-		t.Fatalf("Caddyfile.example changed shape: global options at line %d, %d of 6 lines found (4 servers lines, the app's interval, the report site)", globalsAt+1, replaced)
+	if globalsAt < 0 || replaced != 7 {
+		t.Fatalf("Caddyfile.example changed shape: global options at line %d, %d of 7 lines found (4 servers lines, the app's interval and webhook, the report site)", globalsAt+1, replaced)
 	}
 	if err := os.WriteFile(s.path(name), []byte(strings.Join(out, "\n")), 0o644); err != nil {
 		t.Fatal(err)

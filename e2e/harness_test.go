@@ -29,12 +29,13 @@ const (
 // suite is the state the scenarios share: the work dir, the binaries and the
 // daemons, in start order.
 type suite struct {
-	work      string // configs, zones, keys, storage, one log per daemon
-	bin       string // coredns, caddy, pebble
-	pebbleDir string // Pebble's module, for its test certificates
-	keyBase   string // the DNSSEC key of signed.test, under work/keys
-	pebbleCA  string // the root of the certificates Pebble issues (PEM file)
-	mxCA      *mxCA  // the CA of the MX hosts' certificates, its root in work/mx-ca.pem
+	work      string        // configs, zones, keys, storage, one log per daemon
+	bin       string        // coredns, caddy, pebble
+	pebbleDir string        // Pebble's module, for its test certificates
+	keyBase   string        // the DNSSEC key of signed.test, under work/keys
+	pebbleCA  string        // the root of the certificates Pebble issues (PEM file)
+	mxCA      *mxCA         // the CA of the MX hosts' certificates, its root in work/mx-ca.pem
+	hooks     *hookReceiver // the webhook's receiver, from the step that starts it on
 	daemons   map[string]*daemon
 	order     []string
 	passed    atomic.Int32 // checks passed, for the closing line
@@ -69,6 +70,9 @@ func (s *suite) cleanup(t *testing.T) {
 	for i := len(s.order) - 1; i >= 0; i-- {
 		states[s.order[i]] = s.daemons[s.order[i]].state()
 		s.daemons[s.order[i]].stop()
+	}
+	if s.hooks != nil {
+		s.hooks.Close()
 	}
 	if t.Failed() {
 		for _, name := range s.order {

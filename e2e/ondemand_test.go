@@ -70,7 +70,7 @@ func startPebble(t *testing.T, s *suite) {
 func (s *suite) startCaddy(t *testing.T, name, caddyfile string, httpsPort int) {
 	t.Helper()
 	home := s.path(name + "-home")
-	s.start(t, name, []string{"HOME=" + home, "XDG_DATA_HOME=" + home, "XDG_CONFIG_HOME=" + home},
+	s.start(t, name, []string{"HOME=" + home, "XDG_DATA_HOME=" + home, "XDG_CONFIG_HOME=" + home, "MTA_STS_WEBHOOK_SECRET=" + hooksSecret},
 		s.bin+"/caddy", "run", "--config", s.path(caddyfile), "--adapter", "caddyfile")
 	s.waitUntil(t, name, 20*time.Second, func() error {
 		c, err := net.Dial("tcp", net.JoinHostPort(webAddr, fmt.Sprint(httpsPort)))
