@@ -3,9 +3,6 @@ package caddymtasts
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io/fs"
 	"path"
 	"slices"
 	"strings"
@@ -94,18 +91,14 @@ func (s *eventStore) events(ctx context.Context, domain, from, to string) ([]eve
 			if !strings.HasSuffix(key, ".json") {
 				continue // a temporary file of CertMagic's file system storage
 			}
-			data, err := s.storage.Load(ctx, key)
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // removed meanwhile
-			}
+			var e event
+			stored, err := loadJSON(ctx, s.storage, key, &e)
 			if err != nil {
 				return nil, err
 			}
-			var e event
-			if err := json.Unmarshal(data, &e); err != nil {
-				return nil, fmt.Errorf("event %s: %w", key, err)
+			if stored { // not removed meanwhile
+				found = append(found, e)
 			}
-			found = append(found, e)
 		}
 	}
 	slices.SortStableFunc(found, func(a, b event) int { return a.Time.Compare(b.Time) })
@@ -116,15 +109,8 @@ func (s *eventStore) events(ctx context.Context, domain, from, to string) ([]eve
 // domain never checked.
 func (s *eventStore) baseline(ctx context.Context, domain string) (*baseline, error) {
 	b := new(baseline)
-	data, err := s.storage.Load(ctx, baselineKey(domain))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return b, nil
-	case err != nil:
+	if _, err := loadJSON(ctx, s.storage, baselineKey(domain), b); err != nil {
 		return nil, err
-	}
-	if err := json.Unmarshal(data, b); err != nil {
-		return nil, fmt.Errorf("baseline of %s: %w", domain, err)
 	}
 	return b, nil
 }

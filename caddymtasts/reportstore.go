@@ -123,15 +123,8 @@ func summaryKey(day, domain string) string {
 // loadSummary returns the summary stored at key, or a new one.
 func (s *reportStore) loadSummary(ctx context.Context, key, domain, day string) (*tlsrpt.Summary, error) {
 	summary := tlsrpt.NewSummary(domain, day)
-	data, err := s.storage.Load(ctx, key)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return summary, nil
-	case err != nil:
+	if _, err := loadJSON(ctx, s.storage, key, summary); err != nil {
 		return nil, err
-	}
-	if err := json.Unmarshal(data, summary); err != nil {
-		return nil, fmt.Errorf("summary %s: %w", key, err)
 	}
 	return summary, nil
 }
@@ -202,6 +195,22 @@ func listKeys(ctx context.Context, storage certmagic.Storage, prefix string) ([]
 		return nil, nil
 	}
 	return keys, err
+}
+
+// loadJSON decodes the JSON stored at key into v, and reports whether
+// there was any.
+func loadJSON(ctx context.Context, storage certmagic.Storage, key string, v any) (bool, error) {
+	data, err := storage.Load(ctx, key)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("%s: %w", key, err)
+	}
+	return true, nil
 }
 
 func isDay(s string) bool {

@@ -345,15 +345,8 @@ func (q *webhookQueue) claim(ctx context.Context, key string) (webhookDelivery, 
 	var d webhookDelivery
 	var claimed bool
 	err := withStorageLock(ctx, q.storage, "mta_sts/webhook/"+path.Base(key), func() error {
-		data, err := q.storage.Load(ctx, key)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // delivered meanwhile
-		}
-		if err != nil {
-			return err
-		}
-		if err := json.Unmarshal(data, &d); err != nil {
-			return fmt.Errorf("%s: %w", key, err)
+		if queued, err := loadJSON(ctx, q.storage, key, &d); err != nil || !queued {
+			return err // or delivered meanwhile
 		}
 		now := q.now()
 		if d.Next.After(now) {
