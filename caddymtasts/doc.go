@@ -16,7 +16,10 @@
 //     policy the handler served are ready for mode enforce (every MX host
 //     passes a sender's checks, package readiness), and keeps the results
 //     in Caddy's storage; the command caddy mta-sts check does it on
-//     demand.
+//     demand. What changed from one run to the next (a domain's policy,
+//     an MX host's TLS) and the certificates of mta-sts.D that failed
+//     become events, kept in the storage and posted to a signed webhook;
+//     admin.api.mta_sts_events serves them.
 //
 // The DNS is the single source of truth: no module is told which
 // domains exist or what their policies say.
