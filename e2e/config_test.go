@@ -190,7 +190,7 @@ func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 			line, replaced = indent+"interval 3s\n"+indent+"ca_file "+s.path(mxCAFile), replaced+1
 		case trimmed == exampleWebhook && inGlobals:
 			indent, _, _ := strings.Cut(line, exampleWebhook)
-			line, replaced = indent+"webhook https://"+hooksHost+":9443/mta-sts {\n"+indent+"\tca_file "+s.path(mxCAFile), replaced+1
+			line, replaced = indent+"webhook "+hooksURL+" {\n"+indent+"\tca_file "+s.path(mxCAFile), replaced+1
 		case trimmed == exampleReportSite:
 			line, replaced = reportHost+" {", replaced+1
 		case strings.HasSuffix(trimmed, "{") && !strings.HasPrefix(trimmed, "#"):

@@ -29,7 +29,7 @@ func TestEndToEnd(t *testing.T) {
 		{"DNSSEC: synthesized records of signed.test validate through unbound (ad flag)", testDNSSECThroughUnbound},
 		{"DNSSEC: delv through unbound says 'fully validated'", testDelv},
 		{"start pebble (ACME on 127.0.0.1:14000, validating through our CoreDNS)", startPebble},
-		{"start the provider's webhook receiver on https://hooks.provider.test:9443", startHookReceiver},
+		{"start the provider's webhook receiver on https://hooks.provider.test:10443", startHookReceiver},
 		{"start caddy on :80 and :443 with on-demand TLS and the mta_sts modules", startCaddy},
 		{"first HTTPS request: a certificate on demand from Pebble, the policy byte for byte", testFirstRequest},
 		{"mta-sts-query (postfix-mta-sts-resolver) gets VALID policies", testSTSQuery},

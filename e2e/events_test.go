@@ -29,7 +29,8 @@ import (
 // (the webhook's ca_file in the suite's Caddyfile).
 const (
 	hooksHost   = "hooks.provider.test"
-	hooksAddr   = "127.0.0.70:9443" // Caddy listens on :443, every address
+	hooksAddr   = "127.0.0.70:10443" // a port no Caddy of the suite listens on
+	hooksURL    = "https://" + hooksHost + ":10443/mta-sts"
 	hooksSecret = "e2e-webhook-secret-3f1c9a"
 )
 
@@ -172,7 +173,7 @@ func (r *hookReceiver) all() []hookDelivery {
 func testEvents(t *testing.T, s *suite) {
 	changed := s.waitForDelivery(t, "policy_changed", "example.test")
 	e := changed.event
-	s.ok(t, "policy_changed of example.test posted to https://%s/mta-sts, id %s; the signature verifies", hooksAddr, e.ID)
+	s.ok(t, "policy_changed of example.test posted to %s, id %s; the signature verifies", hooksURL, e.ID)
 	s.expect(t, "the policy before", fmt.Sprint(e.Before.MX), "[mx1.example.test mx2.example.test]")
 	s.expect(t, "the policy after", fmt.Sprint(e.After.MX), "[mx1.example.test mx3.example.test]")
 	s.expect(t, "its id after: the id DNS publishes", e.After.PolicyID, stsID(t, "example.test"))
