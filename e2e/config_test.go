@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ecdsa"
 	"fmt"
 	"os"
@@ -87,7 +88,6 @@ func (s *suite) writeConfigs(t *testing.T) {
 	data := s.configData()
 	render(t, templates, "Corefile.tmpl", data, s.path("Corefile"))
 	render(t, templates, "unbound.conf.tmpl", data, s.path("unbound.conf"))
-	render(t, templates, "pebble.json.tmpl", data, s.path("pebble.json"))
 	s.writeCaddyfile(t, "Caddyfile", caddyVariant{admin: adminAddr, handlerServer: dnsAddr})
 	// The same Caddy on other ports, asking the caching server block for
 	// policies (and the authoritative one for permissions).
@@ -128,7 +128,10 @@ func (s *suite) makeKey(t *testing.T, zone string) {
 type caddyVariant struct {
 	admin               string
 	httpPort, httpsPort int
-	handlerServer       string // the DNS server the mta_sts handler asks
+	handlerServer       string // the DNS servers the mta_sts handler asks
+	servers             string // the DNS servers the permission and tlsrpt ask; dnsAddr if empty
+	bind                string // the address of every listener (default_bind); all if empty
+	acme                string // the ACME directory's host:port; pebbleACME if empty
 }
 
 // exampleServers is the servers line of Caddyfile.example, in the
@@ -169,10 +172,12 @@ func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 	var globals bytes.Buffer
 	err = templates.ExecuteTemplate(&globals, "caddy-globals.tmpl", map[string]any{
 		"Admin": v.admin, "Work": s.work, "PebbleDir": s.pebbleDir, "HTTPPort": v.httpPort, "HTTPSPort": v.httpsPort,
+		"Bind": v.bind, "ACME": cmp.Or(v.acme, pebbleACME),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	servers := "servers " + cmp.Or(v.servers, dnsAddr)
 	var out []string
 	block, replaced, globalsAt, inGlobals := "", 0, -1, false
 	for _, line := range strings.Split(string(example), "\n") {
@@ -196,11 +201,11 @@ func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 		case strings.HasSuffix(trimmed, "{") && !strings.HasPrefix(trimmed, "#"):
 			block = trimmed
 		case trimmed == exampleServers && block == "permission mta_sts {":
-			line, replaced = strings.Replace(line, exampleServers, "servers "+dnsAddr, 1), replaced+1
+			line, replaced = strings.Replace(line, exampleServers, servers, 1), replaced+1
 		case trimmed == exampleServers && block == "mta_sts {":
 			line, replaced = strings.Replace(line, exampleServers, "servers "+v.handlerServer, 1), replaced+1
 		case trimmed == exampleServers && strings.HasPrefix(block, "tlsrpt "):
-			line, replaced = strings.Replace(line, exampleServers, "servers "+dnsAddr, 1), replaced+1
+			line, replaced = strings.Replace(line, exampleServers, servers, 1), replaced+1
 		}
 		out = append(out, line)
 	}

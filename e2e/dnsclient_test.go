@@ -66,7 +66,13 @@ var stsRecord = regexp.MustCompile(`^"v=STSv1; id=([A-Za-z0-9]+)"$`)
 // stsID is the id published at _mta-sts.DOMAIN, "" if none.
 func stsID(t *testing.T, domain string) string {
 	t.Helper()
-	m := stsRecord.FindStringSubmatch(short(t, dnsAddr, "_mta-sts."+domain, dns.TypeTXT, false))
+	return stsIDAt(t, dnsAddr, domain)
+}
+
+// stsIDAt is the id server publishes at _mta-sts.DOMAIN, "" if none.
+func stsIDAt(t *testing.T, server, domain string) string {
+	t.Helper()
+	m := stsRecord.FindStringSubmatch(short(t, server, "_mta-sts."+domain, dns.TypeTXT, false))
 	if m == nil {
 		return ""
 	}

@@ -49,6 +49,14 @@ func TestEndToEnd(t *testing.T) {
 
 // setup checks where the suite runs and writes what the daemons read.
 func setup(t *testing.T, s *suite) {
+	checkNamespace(t, s)
+	s.writeConfigs(t)
+	s.ok(t, "zones, key and configs in %s; the Caddyfiles made from Caddyfile.example", s.work)
+}
+
+// checkNamespace checks that the suite runs where e2e/run put it, with
+// the binaries it built.
+func checkNamespace(t *testing.T, s *suite) {
 	ifaces, err := net.Interfaces()
 	if err != nil {
 		t.Fatal(err)
@@ -74,8 +82,6 @@ func setup(t *testing.T, s *suite) {
 		versions = append(versions, first)
 	}
 	s.ok(t, "binaries: %s", strings.Join(versions, "; "))
-	s.writeConfigs(t)
-	s.ok(t, "zones, key and configs in %s; the Caddyfiles made from Caddyfile.example", s.work)
 }
 
 func startCoreDNS(t *testing.T, s *suite) {

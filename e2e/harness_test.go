@@ -23,7 +23,9 @@ const (
 	webAddr      = "127.0.0.1"  // our Caddy: policy_server in the Corefile
 	ownerWebAddr = "127.0.0.2"  // the owner-managed domain's own mta-sts host (reaches our Caddy too)
 	adminAddr    = "127.0.0.1:2019"
-	maxAge       = 86400 // set in the Corefile, so we see it travel to the client
+	pebbleACME   = "127.0.0.1:14000" // Pebble's ACME directory; its API certificate names 127.0.0.1 only
+	pebbleAdmin  = "127.0.0.1:15000" // Pebble's management port: the root of what it issues (/roots/0)
+	maxAge       = 86400             // set in the Corefile, so we see it travel to the client
 )
 
 // suite is the state the scenarios share: the work dir, the binaries and the

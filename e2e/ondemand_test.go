@@ -20,8 +20,27 @@ import (
 
 func startPebble(t *testing.T, s *suite) {
 	// No random validation sleeps, no rejected nonces: fast and deterministic.
-	s.start(t, "pebble", []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"},
-		s.bin+"/pebble", "-config", s.path("pebble.json"), "-dnsserver", dnsAddr+":53")
+	s.startPebbleWith(t, pebbleConfig{ACME: pebbleACME, Admin: pebbleAdmin, OrderRetryAfter: 1},
+		[]string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"}, dnsAddr)
+}
+
+// pebbleConfig is what pebble.json.tmpl refers to.
+type pebbleConfig struct {
+	ACME, Admin string // listen addresses: the ACME directory, the management port
+	PebbleDir   string
+	// Seconds a client is told to wait after it finalizes an order before
+	// it asks for the certificate (Retry-After): Pebble's one fixed delay.
+	OrderRetryAfter int
+}
+
+// startPebbleWith starts Pebble, which resolves the names it validates at
+// dnsServer, and makes the root of what it issues the clients' only trust
+// anchor.
+func (s *suite) startPebbleWith(t *testing.T, cfg pebbleConfig, env []string, dnsServer string) {
+	t.Helper()
+	cfg.PebbleDir = s.pebbleDir
+	render(t, templates, "pebble.json.tmpl", cfg, s.path("pebble.json"))
+	s.start(t, "pebble", env, s.bin+"/pebble", "-config", s.path("pebble.json"), "-dnsserver", dnsServer+":53")
 	minica, err := os.ReadFile(s.pebbleDir + "/test/certs/pebble.minica.pem")
 	if err != nil {
 		t.Fatal(err)
@@ -41,12 +60,12 @@ func startPebble(t *testing.T, s *suite) {
 		return io.ReadAll(resp.Body)
 	}
 	s.waitUntil(t, "pebble", 20*time.Second, func() error {
-		_, err := get("https://127.0.0.1:14000/dir")
+		_, err := get("https://" + cfg.ACME + "/dir")
 		return err
 	})
 	// The root of the certificates Pebble issues is new on every start; it
 	// is the only trust anchor of our clients.
-	root, err := get("https://127.0.0.1:15000/roots/0")
+	root, err := get("https://" + cfg.Admin + "/roots/0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,17 +88,24 @@ func startPebble(t *testing.T, s *suite) {
 // port.
 func (s *suite) startCaddy(t *testing.T, name, caddyfile string, httpsPort int) {
 	t.Helper()
+	s.startCaddyAt(t, name, caddyfile, webAddr, httpsPort)
+}
+
+// startCaddyAt starts a Caddy with the given Caddyfile and waits for its
+// HTTPS port at addr.
+func (s *suite) startCaddyAt(t *testing.T, name, caddyfile, addr string, httpsPort int) {
+	t.Helper()
 	home := s.path(name + "-home")
 	s.start(t, name, []string{"HOME=" + home, "XDG_DATA_HOME=" + home, "XDG_CONFIG_HOME=" + home, "MTA_STS_WEBHOOK_SECRET=" + hooksSecret},
 		s.bin+"/caddy", "run", "--config", s.path(caddyfile), "--adapter", "caddyfile")
 	s.waitUntil(t, name, 20*time.Second, func() error {
-		c, err := net.Dial("tcp", net.JoinHostPort(webAddr, fmt.Sprint(httpsPort)))
+		c, err := net.Dial("tcp", net.JoinHostPort(addr, fmt.Sprint(httpsPort)))
 		if err == nil {
 			c.Close()
 		}
 		return err
 	})
-	s.ok(t, "%s listening on %s:%d", name, webAddr, httpsPort)
+	s.ok(t, "%s listening on %s:%d", name, addr, httpsPort)
 }
 
 func startCaddy(t *testing.T, s *suite) {

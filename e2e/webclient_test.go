@@ -83,7 +83,13 @@ func (s *suite) mustFetch(t *testing.T, host string, port int, at string) (*http
 // without DNS, and returns the server's certificate.
 func (s *suite) handshake(t *testing.T, host string) (*x509.Certificate, error) {
 	t.Helper()
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", net.JoinHostPort(webAddr, "443"),
+	return s.handshakeAt(t, webAddr, host)
+}
+
+// handshakeAt does a TLS handshake with SNI host at addr, port 443.
+func (s *suite) handshakeAt(t *testing.T, addr, host string) (*x509.Certificate, error) {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", net.JoinHostPort(addr, "443"),
 		&tls.Config{ServerName: host, RootCAs: s.roots(t)})
 	if err != nil {
 		return nil, err
@@ -102,7 +108,14 @@ func refused(err error) bool {
 // expectRefused checks that Caddy refuses the handshake for host.
 func (s *suite) expectRefused(t *testing.T, what, host string) {
 	t.Helper()
-	_, err := s.handshake(t, host)
+	s.expectRefusedAt(t, what, webAddr, host)
+}
+
+// expectRefusedAt checks that the Caddy at addr refuses the handshake for
+// host.
+func (s *suite) expectRefusedAt(t *testing.T, what, addr, host string) {
+	t.Helper()
+	_, err := s.handshakeAt(t, addr, host)
 	if !refused(err) {
 		t.Fatalf("%s: want the handshake refused with an alert, got %v", what, err)
 	}
@@ -113,7 +126,14 @@ func (s *suite) expectRefused(t *testing.T, what, host string) {
 // a certificate for it.
 func (s *suite) expectCertificate(t *testing.T, what, host string) *x509.Certificate {
 	t.Helper()
-	cert, err := s.handshake(t, host)
+	return s.expectCertificateAt(t, what, webAddr, host)
+}
+
+// expectCertificateAt checks that the Caddy at addr completes the handshake
+// for host with a certificate for it.
+func (s *suite) expectCertificateAt(t *testing.T, what, addr, host string) *x509.Certificate {
+	t.Helper()
+	cert, err := s.handshakeAt(t, addr, host)
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
