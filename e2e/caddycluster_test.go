@@ -1,0 +1,173 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"crypto/x509"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// startCaddyCluster starts both nodes, each bound to its own address and
+// sharing caddy-storage (Caddy's file_system storage: its documented
+// cluster mode is a shared directory). Both order the report site's
+// certificate when they start; the storage lock lets one of them.
+func startCaddyCluster(t *testing.T, s *suite) {
+	s.startCaddyNodes(t)
+	var serials []string
+	for i, addr := range nodes {
+		var cert *x509.Certificate
+		s.waitUntil(t, caddyName(i), 60*time.Second, func() (err error) {
+			cert, err = s.handshakeAt(t, addr, reportHost)
+			return err
+		})
+		serials = append(serials, cert.SerialNumber.String())
+	}
+	s.expect(t, "ACME orders for the report site, ordered by two nodes at once", s.pebbleOrders(t), 1)
+	s.expect(t, "the report site's certificate on "+caddyName(1)+" (serial)", serials[1], serials[0])
+}
+
+// startCaddyNodes starts the nodes one after the other (each waits for its
+// port), with the Caddyfiles setupCluster wrote.
+func (s *suite) startCaddyNodes(t *testing.T) {
+	t.Helper()
+	for i, addr := range nodes {
+		s.startCaddyAt(t, caddyName(i), caddyName(i)+".Caddyfile", addr, 443)
+	}
+}
+
+// fetchResult is one node's answer to a fetch.
+type fetchResult struct {
+	status int
+	body   string
+	err    error
+}
+
+// fetchOnAllNodes fetches host's policy from every node at the same moment,
+// each on a connection of its own.
+func (s *suite) fetchOnAllNodes(t *testing.T, host string) []fetchResult {
+	t.Helper()
+	results := make([]fetchResult, len(nodes))
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, addr := range nodes {
+		wg.Go(func() {
+			<-start
+			resp, body, err := s.fetch(t, host, 443, addr)
+			results[i] = fetchResult{body: body, err: err}
+			if resp != nil {
+				results[i].status = resp.StatusCode
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	return results
+}
+
+// expectSameCertificate checks that every node serves host with one and
+// the same certificate, and returns its serial.
+func (s *suite) expectSameCertificate(t *testing.T, host string) string {
+	t.Helper()
+	var serial string
+	for i, addr := range nodes {
+		got := s.expectCertificateAt(t, caddyName(i)+": TLS handshake for "+host, addr, host).SerialNumber.String()
+		if i == 0 {
+			serial = got
+		}
+		s.expect(t, caddyName(i)+": serial of the certificate for "+host, got, serial)
+	}
+	return serial
+}
+
+// testConcurrentFirstContact makes the first contact for mta-sts.shop.test
+// on both nodes at once. Each asks the permission module, finds no
+// certificate in the storage and wants one; CertMagic's storage lock lets
+// one order while the other waits, then loads what the first stored.
+func testConcurrentFirstContact(t *testing.T, s *suite) {
+	before := s.pebbleOrders(t)
+	id := stsIDAt(t, secondaries[0], "shop.test")
+	for i, r := range s.fetchOnAllNodes(t, "mta-sts.shop.test") {
+		if r.err != nil {
+			t.Fatalf("%s: %v", caddyName(i), r.err)
+		}
+		s.expect(t, caddyName(i)+": status", r.status, http.StatusOK)
+		s.expect(t, caddyName(i)+": id of the body", idOf(r.body), id)
+	}
+	s.expect(t, "ACME orders for mta-sts.shop.test, first contact on both nodes at once", s.pebbleOrders(t)-before, 1)
+	serial := s.expectSameCertificate(t, "mta-sts.shop.test")
+	var ordered, loaded []string
+	for i := range nodes {
+		if s.logHas(t, caddyName(i), `"msg":"certificate obtained successfully"`, `"identifier":"mta-sts.shop.test"`) {
+			ordered = append(ordered, caddyName(i))
+		}
+		if s.logHas(t, caddyName(i), `"msg":"certificate already exists in storage"`, `"identifier":"mta-sts.shop.test"`) {
+			loaded = append(loaded, caddyName(i))
+		}
+	}
+	if len(ordered) != 1 || len(loaded) != 1 {
+		t.Fatalf("nodes that obtained the certificate: %v, that found it in storage after the lock: %v; want one each", ordered, loaded)
+	}
+	s.ok(t, "%s ordered it; %s waited on the storage lock and loaded it (serial %s)", ordered[0], loaded[0], serial)
+}
+
+// testClusterLeave: slow.test's customer removes its MX records on the
+// primary. Both nodes hold its certificate in memory and answer 404 for
+// the policy; restarted, neither loads the certificate again (CertMagic
+// asks the permission module first), and shop.test's loads on both.
+func testClusterLeave(t *testing.T, s *suite) {
+	for i, r := range s.fetchOnAllNodes(t, "mta-sts.slow.test") {
+		if r.err != nil || r.status != http.StatusOK {
+			t.Fatalf("%s: mta-sts.slow.test before it leaves: %d %v", caddyName(i), r.status, r.err)
+		}
+	}
+	s.expectSameCertificate(t, "mta-sts.slow.test")
+	committed := s.setMX(t, "slow.test")
+	for _, addr := range secondaries {
+		waited := pollUntil(t, committed, 10*time.Second, "_mta-sts.slow.test @"+addr+" not NXDOMAIN", func() bool {
+			return rcodeAt(t, addr, "_mta-sts.slow.test", dns.TypeTXT) == "NXDOMAIN"
+		})
+		s.ok(t, "_mta-sts.slow.test @%s: NXDOMAIN %.3f s after zone-commit", addr, waited.Seconds())
+	}
+	for i, r := range s.fetchOnAllNodes(t, "mta-sts.slow.test") {
+		if r.err != nil {
+			t.Fatalf("%s: %v", caddyName(i), r.err)
+		}
+		s.expect(t, caddyName(i)+": mta-sts.slow.test status (its certificate still in memory)", r.status, http.StatusNotFound)
+	}
+	before := s.pebbleOrders(t)
+	for i := range nodes {
+		s.daemons[caddyName(i)].stop()
+	}
+	s.startCaddyNodes(t)
+	s.expectSameCertificate(t, "mta-sts.shop.test")
+	for i, addr := range nodes {
+		s.expectRefusedAt(t, caddyName(i)+": TLS handshake for mta-sts.slow.test (left)", addr, "mta-sts.slow.test")
+	}
+	s.expect(t, "new ACME orders", s.pebbleOrders(t)-before, 0)
+}
+
+// testSecondaryDown stops secondary-1, the first server both nodes ask:
+// each falls over to secondary-2 within the lookup's timeout. Then
+// secondary-1 comes back, transferring every zone anew.
+func testSecondaryDown(t *testing.T, s *suite) {
+	id := stsIDAt(t, secondaries[1], "shop.test")
+	s.daemons[secondaryName(0)].stop()
+	for i, r := range s.fetchOnAllNodes(t, "mta-sts.shop.test") {
+		if r.err != nil {
+			t.Fatalf("%s: %v", caddyName(i), r.err)
+		}
+		s.expect(t, caddyName(i)+": status with "+secondaryName(0)+" down", r.status, http.StatusOK)
+		s.expect(t, caddyName(i)+": id of the body", idOf(r.body), id)
+	}
+	s.start(t, secondaryName(0), nil, s.bin+"/coredns", "-conf", s.path(secondaryName(0)+".Corefile"))
+	for _, zone := range clusterZones {
+		s.waitUntil(t, secondaryName(0), 30*time.Second, func() error { return soaServed(secondaries[0], zone) })
+	}
+	// The secondary plugin keeps no copy on disk: the zones came by AXFR.
+	s.expect(t, secondaryName(0)+" back, the zones transferred anew: _mta-sts.shop.test id", stsIDAt(t, secondaries[0], "shop.test"), id)
+}
