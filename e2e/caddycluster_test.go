@@ -27,8 +27,9 @@ func startCaddyCluster(t *testing.T, s *suite) {
 		})
 		serials = append(serials, cert.SerialNumber.String())
 	}
-	s.expect(t, "ACME orders for the report site, ordered by two nodes at once", s.pebbleOrders(t), 1)
+	s.expect(t, "ACME orders for the report site, which both nodes obtain at their start", s.pebbleOrders(t), 1)
 	s.expect(t, "the report site's certificate on "+caddyName(1)+" (serial)", serials[1], serials[0])
+	s.expectOrderedByOne(t, reportHost)
 }
 
 // startCaddyNodes starts the nodes one after the other (each waits for its
@@ -99,20 +100,28 @@ func testConcurrentFirstContact(t *testing.T, s *suite) {
 		s.expect(t, caddyName(i)+": id of the body", idOf(r.body), id)
 	}
 	s.expect(t, "ACME orders for mta-sts.shop.test, first contact on both nodes at once", s.pebbleOrders(t)-before, 1)
-	serial := s.expectSameCertificate(t, "mta-sts.shop.test")
-	var ordered, loaded []string
+	s.expectSameCertificate(t, "mta-sts.shop.test")
+	s.expectOrderedByOne(t, "mta-sts.shop.test")
+}
+
+// expectOrderedByOne checks in the nodes' logs that both wanted a
+// certificate for name: one obtained it, the other got the storage lock
+// after it and found the certificate stored.
+func (s *suite) expectOrderedByOne(t *testing.T, name string) {
+	t.Helper()
+	var ordered, found []string
 	for i := range nodes {
-		if s.logHas(t, caddyName(i), `"msg":"certificate obtained successfully"`, `"identifier":"mta-sts.shop.test"`) {
+		if s.logHas(t, caddyName(i), `"msg":"certificate obtained successfully"`, `"identifier":"`+name+`"`) {
 			ordered = append(ordered, caddyName(i))
 		}
-		if s.logHas(t, caddyName(i), `"msg":"certificate already exists in storage"`, `"identifier":"mta-sts.shop.test"`) {
-			loaded = append(loaded, caddyName(i))
+		if s.logHas(t, caddyName(i), `"msg":"certificate already exists in storage"`, `"identifier":"`+name+`"`) {
+			found = append(found, caddyName(i))
 		}
 	}
-	if len(ordered) != 1 || len(loaded) != 1 {
-		t.Fatalf("nodes that obtained the certificate: %v, that found it in storage after the lock: %v; want one each", ordered, loaded)
+	if len(ordered) != 1 || len(found) != 1 {
+		t.Fatalf("%s: nodes that obtained the certificate: %v, that found it stored once they had the lock: %v; want one each", name, ordered, found)
 	}
-	s.ok(t, "%s ordered it; %s waited on the storage lock and loaded it (serial %s)", ordered[0], loaded[0], serial)
+	s.ok(t, "%s: %s ordered it; %s waited on the storage lock and found it stored", name, ordered[0], found[0])
 }
 
 // testClusterLeave: slow.test's customer removes its MX records on the
