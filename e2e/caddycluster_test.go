@@ -19,7 +19,7 @@ import (
 func startCaddyCluster(t *testing.T, s *suite) {
 	s.startCaddyNodes(t)
 	var serials []string
-	for i, addr := range nodes {
+	for i, addr := range clusterNodes {
 		var cert *x509.Certificate
 		s.waitUntil(t, caddyName(i), 60*time.Second, func() (err error) {
 			cert, err = s.handshakeAt(t, addr, reportHost)
@@ -36,7 +36,7 @@ func startCaddyCluster(t *testing.T, s *suite) {
 // port), with the Caddyfiles setupCluster wrote.
 func (s *suite) startCaddyNodes(t *testing.T) {
 	t.Helper()
-	for i, addr := range nodes {
+	for i, addr := range clusterNodes {
 		s.startCaddyAt(t, caddyName(i), caddyName(i)+".Caddyfile", addr, 443)
 	}
 }
@@ -52,10 +52,10 @@ type fetchResult struct {
 // each on a connection of its own.
 func (s *suite) fetchOnAllNodes(t *testing.T, host string) []fetchResult {
 	t.Helper()
-	results := make([]fetchResult, len(nodes))
+	results := make([]fetchResult, len(clusterNodes))
 	var wg sync.WaitGroup
 	start := make(chan struct{})
-	for i, addr := range nodes {
+	for i, addr := range clusterNodes {
 		wg.Go(func() {
 			<-start
 			resp, body, err := s.fetch(t, host, 443, addr)
@@ -75,7 +75,7 @@ func (s *suite) fetchOnAllNodes(t *testing.T, host string) []fetchResult {
 func (s *suite) expectSameCertificate(t *testing.T, host string) string {
 	t.Helper()
 	var serial string
-	for i, addr := range nodes {
+	for i, addr := range clusterNodes {
 		got := s.expectCertificateAt(t, caddyName(i)+": TLS handshake for "+host, addr, host).SerialNumber.String()
 		if i == 0 {
 			serial = got
@@ -91,7 +91,7 @@ func (s *suite) expectSameCertificate(t *testing.T, host string) string {
 // one order while the other waits, then loads what the first stored.
 func testConcurrentFirstContact(t *testing.T, s *suite) {
 	before := s.pebbleOrders(t)
-	id := stsIDAt(t, secondaries[0], "shop.test")
+	id := stsIDAt(t, clusterSecondaries[0], "shop.test")
 	for i, r := range s.fetchOnAllNodes(t, "mta-sts.shop.test") {
 		if r.err != nil {
 			t.Fatalf("%s: %v", caddyName(i), r.err)
@@ -110,7 +110,7 @@ func testConcurrentFirstContact(t *testing.T, s *suite) {
 func (s *suite) expectOrderedByOne(t *testing.T, name string) {
 	t.Helper()
 	var ordered, found []string
-	for i := range nodes {
+	for i := range clusterNodes {
 		if s.logHas(t, caddyName(i), `"msg":"certificate obtained successfully"`, `"identifier":"`+name+`"`) {
 			ordered = append(ordered, caddyName(i))
 		}
@@ -136,7 +136,7 @@ func testClusterLeave(t *testing.T, s *suite) {
 	}
 	s.expectSameCertificate(t, "mta-sts.slow.test")
 	committed := s.setMX(t, "slow.test")
-	for _, addr := range secondaries {
+	for _, addr := range clusterSecondaries {
 		waited := pollUntil(t, committed, 10*time.Second, "_mta-sts.slow.test @"+addr+" not NXDOMAIN", func() bool {
 			return rcodeAt(t, addr, "_mta-sts.slow.test", dns.TypeTXT) == "NXDOMAIN"
 		})
@@ -149,12 +149,12 @@ func testClusterLeave(t *testing.T, s *suite) {
 		s.expect(t, caddyName(i)+": mta-sts.slow.test status (its certificate still in memory)", r.status, http.StatusNotFound)
 	}
 	before := s.pebbleOrders(t)
-	for i := range nodes {
+	for i := range clusterNodes {
 		s.daemons[caddyName(i)].stop()
 	}
 	s.startCaddyNodes(t)
 	s.expectSameCertificate(t, "mta-sts.shop.test")
-	for i, addr := range nodes {
+	for i, addr := range clusterNodes {
 		s.expectRefusedAt(t, caddyName(i)+": TLS handshake for mta-sts.slow.test (left)", addr, "mta-sts.slow.test")
 	}
 	s.expect(t, "new ACME orders", s.pebbleOrders(t)-before, 0)
@@ -164,7 +164,7 @@ func testClusterLeave(t *testing.T, s *suite) {
 // each falls over to secondary-2 within the lookup's timeout. Then
 // secondary-1 comes back, transferring every zone anew.
 func testSecondaryDown(t *testing.T, s *suite) {
-	id := stsIDAt(t, secondaries[1], "shop.test")
+	id := stsIDAt(t, clusterSecondaries[1], "shop.test")
 	s.daemons[secondaryName(0)].stop()
 	for i, r := range s.fetchOnAllNodes(t, "mta-sts.shop.test") {
 		if r.err != nil {
@@ -175,8 +175,8 @@ func testSecondaryDown(t *testing.T, s *suite) {
 	}
 	s.start(t, secondaryName(0), nil, s.bin+"/coredns", "-conf", s.path(secondaryName(0)+".Corefile"))
 	for _, zone := range clusterZones {
-		s.waitUntil(t, secondaryName(0), 30*time.Second, func() error { return soaServed(secondaries[0], zone) })
+		s.waitUntil(t, secondaryName(0), 30*time.Second, func() error { return soaServed(clusterSecondaries[0], zone) })
 	}
 	// The secondary plugin keeps no copy on disk: the zones came by AXFR.
-	s.expect(t, secondaryName(0)+" back, the zones transferred anew: _mta-sts.shop.test id", stsIDAt(t, secondaries[0], "shop.test"), id)
+	s.expect(t, secondaryName(0)+" back, the zones transferred anew: _mta-sts.shop.test id", stsIDAt(t, clusterSecondaries[0], "shop.test"), id)
 }

@@ -19,8 +19,8 @@ const (
 )
 
 var (
-	secondaries = []string{"127.0.1.2", "127.0.1.3"}   // our CoreDNS, daemons secondary-1, secondary-2
-	nodes       = []string{"127.0.1.11", "127.0.1.12"} // our Caddy, daemons caddy-1, caddy-2: policy_server
+	clusterSecondaries = []string{"127.0.1.2", "127.0.1.3"}   // our CoreDNS, daemons secondary-1, secondary-2
+	clusterNodes       = []string{"127.0.1.11", "127.0.1.12"} // our Caddy, daemons caddy-1, caddy-2: policy_server
 	// The zones on the primary: the provider's own, and customers' each
 	// with a part to play.
 	clusterZones = []string{
@@ -29,8 +29,8 @@ var (
 		"slow.test",     // first contact while the CA is slow; later it leaves
 		"expiring.test", // short SOA timers: it expires on the secondaries once the primary is gone
 	}
-	// servers is the Caddyfiles' servers line: both secondaries, in order.
-	servers = strings.Join(secondaries, " ")
+	// clusterServers is the Caddyfiles' servers line: both secondaries, in order.
+	clusterServers = strings.Join(clusterSecondaries, " ")
 )
 
 // clusterTemplates are the configs and zones of TestProviderCluster
@@ -90,7 +90,7 @@ func setupCluster(t *testing.T, s *suite) {
 			t.Fatal(err)
 		}
 	}
-	data := clusterData{Primary: primaryAddr, Work: s.work, Secondaries: secondaries, Nodes: nodes, Zones: clusterZones, MaxAge: maxAge}
+	data := clusterData{Primary: primaryAddr, Work: s.work, Secondaries: clusterSecondaries, Nodes: clusterNodes, Zones: clusterZones, MaxAge: maxAge}
 	render(t, clusterTemplates, "knot.conf.tmpl", data, s.path("knot.conf"))
 	render(t, clusterTemplates, "provider.test.zone.tmpl", data, s.path("knot/zones/provider.test.zone"))
 	// A day of expiry for the zones that must outlive the primary; refresh
@@ -102,17 +102,17 @@ func setupCluster(t *testing.T, s *suite) {
 	} {
 		render(t, clusterTemplates, "customer.zone.tmpl", z, s.path("knot/zones", z.Zone+".zone"))
 	}
-	for i, addr := range secondaries {
+	for i, addr := range clusterSecondaries {
 		data.Bind = addr
 		render(t, clusterTemplates, "Corefile.tmpl", data, s.path(secondaryName(i)+".Corefile"))
 	}
-	for i, addr := range nodes {
+	for i, addr := range clusterNodes {
 		s.writeCaddyfile(t, caddyName(i)+".Caddyfile", caddyVariant{
-			admin: "off", bind: addr, acme: clusterACME, handlerServer: servers, servers: servers,
+			admin: "off", bind: addr, acme: clusterACME, handlerServer: clusterServers, servers: clusterServers,
 		})
 	}
 	s.ok(t, "knot.conf, %d zones, %d Corefiles, %d Caddyfiles from Caddyfile.example in %s",
-		len(clusterZones), len(secondaries), len(nodes), s.work)
+		len(clusterZones), len(clusterSecondaries), len(clusterNodes), s.work)
 }
 
 func secondaryName(i int) string { return "secondary-" + string(rune('1'+i)) }

@@ -66,7 +66,7 @@ func (s *suite) setMX(t *testing.T, zone string, mx ...string) time.Time {
 }
 
 func startSecondaries(t *testing.T, s *suite) {
-	for i, addr := range secondaries {
+	for i, addr := range clusterSecondaries {
 		name := secondaryName(i)
 		s.start(t, name, nil, s.bin+"/coredns", "-conf", s.path(name+".Corefile"))
 		for _, zone := range clusterZones {
@@ -76,7 +76,7 @@ func startSecondaries(t *testing.T, s *suite) {
 	}
 	for domain, mx := range map[string]string{"shop.test": "mx1.shop.test", "slow.test": "mx.slow.test", "expiring.test": "mx.expiring.test"} {
 		want := idOf(policyBody("testing", mx))
-		for _, addr := range secondaries {
+		for _, addr := range clusterSecondaries {
 			s.expect(t, "_mta-sts."+domain+" id @"+addr+" (the hash of its policy, computed here)", stsIDAt(t, addr, domain), want)
 		}
 	}
@@ -85,16 +85,16 @@ func startSecondaries(t *testing.T, s *suite) {
 // testNotifyChange changes shop.test's MX on the primary. The zone's
 // refresh is an hour, so only the NOTIFY brings the change within the run.
 func testNotifyChange(t *testing.T, s *suite) {
-	old := stsIDAt(t, secondaries[0], "shop.test")
+	old := stsIDAt(t, clusterSecondaries[0], "shop.test")
 	want := idOf(policyBody("testing", "mx2.shop.test"))
 	committed := s.setMX(t, "shop.test", "mx2.shop.test")
-	for i, addr := range secondaries {
+	for i, addr := range clusterSecondaries {
 		waited := pollUntil(t, committed, 10*time.Second, "_mta-sts.shop.test @"+addr+" still "+old, func() bool {
 			return stsIDAt(t, addr, "shop.test") == want
 		})
 		s.ok(t, "%s publishes the new id %s %.3f s after zone-commit", secondaryName(i), want, waited.Seconds())
 	}
-	for i := range secondaries {
+	for i := range clusterSecondaries {
 		if !s.logHas(t, secondaryName(i), "Notify from "+primaryAddr+" for shop.test.") {
 			t.Fatalf("%s.log has no NOTIFY from %s for shop.test", secondaryName(i), primaryAddr)
 		}
@@ -108,10 +108,10 @@ func testNotifyChange(t *testing.T, s *suite) {
 // NXDOMAIN a resolver would cache. shop.test, a day from expiring, keeps
 // its answers.
 func testExpiredZone(t *testing.T, s *suite) {
-	id := stsIDAt(t, secondaries[0], "shop.test")
+	id := stsIDAt(t, clusterSecondaries[0], "shop.test")
 	stopped := time.Now()
 	s.daemons["knot"].stop()
-	for i, addr := range secondaries {
+	for i, addr := range clusterSecondaries {
 		waited := pollUntil(t, stopped, 30*time.Second, "_mta-sts.expiring.test @"+addr+" not SERVFAIL", func() bool {
 			return rcodeAt(t, addr, "_mta-sts.expiring.test", dns.TypeTXT) == "SERVFAIL"
 		})
@@ -125,7 +125,7 @@ func testExpiredZone(t *testing.T, s *suite) {
 		s.expect(t, "_mta-sts.shop.test id @"+addr+" (not expired)", stsIDAt(t, addr, "shop.test"), id)
 	}
 	before := s.pebbleOrders(t)
-	for i, addr := range nodes {
+	for i, addr := range clusterNodes {
 		s.expectRefusedAt(t, caddyName(i)+": TLS handshake for mta-sts.expiring.test", addr, "mta-sts.expiring.test")
 	}
 	s.expect(t, "new ACME orders", s.pebbleOrders(t)-before, 0)

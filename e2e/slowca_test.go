@@ -26,7 +26,7 @@ const (
 // the other one ordered.
 func startSlowPebble(t *testing.T, s *suite) {
 	s.startPebbleWith(t, pebbleConfig{ACME: clusterACME, Admin: clusterAdmin, OrderRetryAfter: slowOrderRetryAfter},
-		[]string{"PEBBLE_VA_SLEEPTIME=3", "PEBBLE_WFE_NONCEREJECT=0"}, secondaries[0])
+		[]string{"PEBBLE_VA_SLEEPTIME=3", "PEBBLE_WFE_NONCEREJECT=0"}, clusterSecondaries[0])
 }
 
 // testSlowCA: the first sender to fetch slow.test's policy holds the TLS
@@ -36,9 +36,9 @@ func startSlowPebble(t *testing.T, s *suite) {
 // find the certificate without a second order.
 func testSlowCA(t *testing.T, s *suite) {
 	before := s.pebbleOrders(t)
-	want := stsValid(stsIDAt(t, secondaries[0], "slow.test"), "testing", "mx.slow.test")
+	want := stsValid(stsIDAt(t, clusterSecondaries[0], "slow.test"), "testing", "mx.slow.test")
 	first := time.Now()
-	got := s.stsQueryVia(t, secondaries[0], "slow.test").String()
+	got := s.stsQueryVia(t, clusterSecondaries[0], "slow.test").String()
 	gaveUp := time.Since(first)
 	s.expect(t, "the first sender's mta-sts-query slow.test", got, "FETCH_ERROR")
 	if gaveUp < senderTimeout {
@@ -50,7 +50,7 @@ func testSlowCA(t *testing.T, s *suite) {
 		if time.Since(first) > time.Minute {
 			t.Fatalf("no valid policy a minute after the first contact; the last fetch: %s", got)
 		}
-		got = s.stsQueryVia(t, secondaries[0], "slow.test").String()
+		got = s.stsQueryVia(t, clusterSecondaries[0], "slow.test").String()
 		tries++
 	}
 	fetched := time.Since(first)
