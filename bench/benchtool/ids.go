@@ -25,19 +25,8 @@ func ids(args []string) error {
 	servers := fs.String("servers", "127.0.0.1:53", "comma-separated servers to compare")
 	workers := fs.Int("workers", 16, "queries in flight per server")
 	fs.Parse(args)
-	type want struct{ domain, id string }
-	var wants []want
-	f, err := os.Open(*file)
+	wants, err := readIDs(*file)
 	if err != nil {
-		return err
-	}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		domain, id, _ := strings.Cut(sc.Text(), "\t")
-		wants = append(wants, want{domain, id})
-	}
-	f.Close()
-	if err := sc.Err(); err != nil {
 		return err
 	}
 	addrs := strings.Split(*servers, ",")
@@ -104,6 +93,26 @@ func ids(args []string) error {
 		return errors.New("ids differ: " + strings.Join(diffs, "; "))
 	}
 	return nil
+}
+
+// want is a line of ids.tsv: a generated domain (a fully qualified name)
+// and the id of its policy.
+type want struct{ domain, id string }
+
+// readIDs reads ids.tsv, which gen wrote.
+func readIDs(name string) ([]want, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var wants []want
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		domain, id, _ := strings.Cut(sc.Text(), "\t")
+		wants = append(wants, want{domain, id})
+	}
+	return wants, sc.Err()
 }
 
 // askID returns the id in the one v=STSv1 record at _mta-sts.domain.

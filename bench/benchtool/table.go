@@ -82,6 +82,9 @@ func table(args []string) error {
 		}
 		t.row("ids identical on two instances", ids, "", "", "", "all", boolMark(ids != "" && idsAll(ids)))
 	}
+	if len(s.raw["cluster.domains"]) > 0 {
+		t.cluster(s)
+	}
 	t.print()
 	var notes []string
 	for _, k := range s.order {
@@ -246,6 +249,36 @@ func (t *tab) memory(s *samples, name, with, without string, unit float64, targe
 		verdict = boolMark(w/wo <= max)
 	}
 	t.row(name, mib(w), mib(wo), fmt.Sprintf("%.3f", w/wo), "", target, verdict)
+}
+
+// cluster adds the section of the cluster part: each domain contacted
+// once through two Caddy nodes on one storage, one ACME order each.
+func (t *tab) cluster(s *samples) {
+	v := func(k string) float64 { return median(s.nums(k)) }
+	n, rate := v("cluster.domains"), v("cluster.rate")
+	t.section(fmt.Sprintf("Cluster  %.0f domains, each a registered domain, contacted once each through two Caddy nodes on one file_system storage, %g per second; Pebble without delays", n, rate))
+	count := func(name, k, target string, want float64) {
+		t.row(name, fmt.Sprintf("%.0f", v(k)), "", "", "", target, boolMark(v(k) == want))
+	}
+	count("ACME orders (Pebble's log)", "cluster.orders", "= domains", n)
+	count("certificates issued (Pebble's log)", "cluster.issued", "= domains", n)
+	count("domains the nodes obtained (their logs)", "cluster.obtained", "= domains", n)
+	count("other names, and domains again, obtained", "cluster.obtained_other", "0", 0)
+	count("certificates in the storage", "cluster.stored", "= domains", n)
+	count("first contacts with a valid policy", "cluster.valid", "= domains", n)
+	count("names not managed: handshakes refused", "cluster.refused", fmt.Sprintf("= %.0f", v("cluster.others")), v("cluster.others"))
+	issue := v("cluster.issue_secs")
+	t.row("time to issue all (first to last contact done)", fmt.Sprintf("%.0f s", issue), fmt.Sprintf("%.2f/s", n/issue), "", "", "-", "")
+	t.row("first contact to policy, p50 / p90", fmt.Sprintf("%.2f s", v("cluster.first_p50")), fmt.Sprintf("%.2f s", v("cluster.first_p90")), "", "", "-", "")
+	t.row("first contact to policy, max", fmt.Sprintf("%.2f s", v("cluster.first_max")), "", "", "", "-", "")
+	kb := v("cluster.storage_kb")
+	t.row("storage: size, files", fmt.Sprintf("%.1f MiB", kb/1024), fmt.Sprintf("%.0f files", v("cluster.storage_files")), "", "", "-", "")
+	t.row("storage per certificate", fmt.Sprintf("%.1f KiB", kb/n), "", "", "", "-", "")
+	for _, node := range []string{"caddy1", "caddy2"} {
+		rss := v("cluster.rss_loaded."+node) - v("cluster.rss_idle."+node)
+		heap := v("cluster.heap_loaded."+node) - v("cluster.heap_idle."+node)
+		t.row(node+": RSS, Go heap per certificate held", fmt.Sprintf("%.1f KiB", rss/n), fmt.Sprintf("%.1f KiB", heap/1024/n), "", "", "-", "")
+	}
 }
 
 var benchLine = regexp.MustCompile(`^Benchmark(?:Permission/|(PolicyLookup/))(\S+?)(-\d+)?\s+\d+\s+(.*)$`)
