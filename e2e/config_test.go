@@ -129,7 +129,7 @@ type caddyVariant struct {
 	admin               string
 	httpPort, httpsPort int
 	handlerServer       string // the DNS servers the mta_sts handler asks
-	servers             string // the DNS servers the permission and tlsrpt ask; dnsAddr if empty
+	servers             string // the DNS servers the permission, the mta_sts app and tlsrpt ask; dnsAddr if empty
 	bind                string // the address of every listener (default_bind); all if empty
 	acme                string // the ACME directory's host:port; pebbleACME if empty
 }
@@ -189,7 +189,7 @@ func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 		case line == "}":
 			inGlobals = false
 		case trimmed == exampleServers && block == "mta_sts {" && inGlobals:
-			line, replaced = strings.Replace(line, exampleServers, "servers "+dnsAddr, 1), replaced+1
+			line, replaced = strings.Replace(line, exampleServers, servers, 1), replaced+1
 		case trimmed == exampleInterval && block == "mta_sts {" && inGlobals:
 			indent, _, _ := strings.Cut(line, exampleInterval)
 			line, replaced = indent+"interval 3s\n"+indent+"ca_file "+s.path(mxCAFile), replaced+1
