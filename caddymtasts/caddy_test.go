@@ -44,11 +44,19 @@ type testCaddy struct {
 func startCaddy(t *testing.T, dnsAddr string, permission map[string]any) *testCaddy {
 	t.Helper()
 	c := &testCaddy{addr: freeAddr(t), storage: t.TempDir()}
+	servers, tlsApp := c.policySite(dnsAddr, permission)
+	c.run(t, c.config(t, map[string]any{"disabled": true}, servers, tlsApp))
+	return c
+}
+
+// policySite returns the HTTP app's servers and the TLS app of the policy
+// site that startCaddy runs.
+func (c *testCaddy) policySite(dnsAddr string, permission map[string]any) (servers, tlsApp map[string]any) {
 	perm := map[string]any{"module": "mta_sts", "servers": []string{dnsAddr}, "timeout": "1s"}
 	for k, v := range permission {
 		perm[k] = v
 	}
-	servers := map[string]any{"mta_sts": map[string]any{
+	servers = map[string]any{"mta_sts": map[string]any{
 		"listen": []string{c.addr},
 		"routes": []any{
 			map[string]any{
@@ -63,7 +71,7 @@ func startCaddy(t *testing.T, dnsAddr string, permission map[string]any) *testCa
 		"tls_connection_policies": []any{map[string]any{}},
 		"automatic_https":         map[string]any{"disable_redirects": true},
 	}}
-	tlsApp := map[string]any{
+	tlsApp = map[string]any{
 		"cache": map[string]any{"capacity": 1},
 		"automation": map[string]any{
 			"policies": []any{map[string]any{
@@ -73,8 +81,7 @@ func startCaddy(t *testing.T, dnsAddr string, permission map[string]any) *testCa
 			"on_demand": map[string]any{"permission": perm},
 		},
 	}
-	c.run(t, c.config(t, map[string]any{"disabled": true}, servers, tlsApp))
-	return c
+	return servers, tlsApp
 }
 
 // config is the JSON config of a test Caddy: the HTTP app's servers, with
@@ -369,7 +376,8 @@ func TestHTTPSemantics(t *testing.T) {
 		t.Errorf("failing MX backend: got %d %v %q, want 503 with Retry-After", r.status, r.header, r.body)
 	}
 
-	for _, path := range []string{"/", "/.well-known/mta-sts.txt/", "/.well-known/MTA-STS.txt", "/mta-sts.txt"} {
+	// The site root is the public page (TestPublicPage).
+	for _, path := range []string{"/index.html", "/.well-known/mta-sts.txt/", "/.well-known/MTA-STS.txt", "/mta-sts.txt"} {
 		if r := c.request(t, http.MethodGet, sni, sni, path); r.status != http.StatusTeapot {
 			t.Errorf("%s: got %d, want the next handler's 418", path, r.status)
 		}

@@ -28,8 +28,9 @@ const retryAfter = "300"
 // the authoritative DNS, after the request arrived and without any cache,
 // and serves it with status 200. It answers 404 when D is not managed or
 // the host is no Policy Host, 405 for other methods, and 503 when DNS fails
-// or publishes an invalid policy; it never redirects. Requests for other
-// paths go to the next handler.
+// or publishes an invalid policy; it never redirects. GET / on mta-sts.D
+// answers a short HTML page about D's policy, by the same rules
+// (servePublicPage). Requests for other paths go to the next handler.
 //
 // Responses carry "Cache-Control: no-store". Senders must not use HTTP
 // caching anyway (RFC 8461 §3.3); the header is for intermediaries such as
@@ -71,6 +72,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if r.URL.Path == "/" {
+		return h.servePublicPage(w, r, next)
+	}
 	if r.URL.Path != policyPath {
 		return next.ServeHTTP(w, r)
 	}

@@ -17,8 +17,10 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -321,4 +323,31 @@ func (w *webhookReceiver) requests() []webhookRequest {
 // webhookConfig is the JSON of a webhook posting to w.
 func (w *webhookReceiver) webhookConfig(retryFor string) map[string]any {
 	return map[string]any{"url": w.URL + "/hook", "secret": webhookSecret, "timeout": "2s", "retry_for": retryFor, "ca_file": w.caFile}
+}
+
+// expectPage checks that r is a page of the dashboard or the public page:
+// 200, of contentType, not to be stored, allowed nothing but its inline
+// style sheet.
+func expectPage(t *testing.T, what string, r response, contentType string) {
+	t.Helper()
+	if r.status != http.StatusOK {
+		t.Fatalf("%s: %d %s", what, r.status, r.body)
+	}
+	for name, want := range map[string]string{
+		"Content-Type":            contentType,
+		"Cache-Control":           "no-store",
+		"Content-Security-Policy": pageCSP,
+	} {
+		if got := r.header.Get(name); got != want {
+			t.Errorf("%s: %s %q, want %q", what, name, got, want)
+		}
+	}
+}
+
+// visibleText is HTML without its style sheet and tags, and with runs of
+// space as one.
+func visibleText(html []byte) string {
+	text := regexp.MustCompile(`(?s)<style>.*</style>`).ReplaceAll(html, nil)
+	text = regexp.MustCompile(`<[^>]*>`).ReplaceAll(text, []byte(" "))
+	return strings.Join(strings.Fields(string(text)), " ")
 }
