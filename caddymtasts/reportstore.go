@@ -136,22 +136,26 @@ func (s *reportStore) summaries(ctx context.Context, domain, from, to string) ([
 	if err != nil {
 		return nil, err
 	}
+	days = slices.DeleteFunc(days, func(day string) bool { return day < from || to != "" && day > to })
+	return s.summariesOf(ctx, domain, days)
+}
+
+// summariesOf returns the stored summaries of domain of the given days, in
+// their order; a day without one has none.
+func (s *reportStore) summariesOf(ctx context.Context, domain string, days []string) ([]*tlsrpt.Summary, error) {
 	found := []*tlsrpt.Summary{}
 	for _, day := range days {
-		if day < from || to != "" && day > to {
-			continue
-		}
 		key := summaryKey(day, domain)
 		data, err := s.storage.Load(ctx, key)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return found, err
 		}
 		summary := tlsrpt.NewSummary(domain, day)
 		if err := json.Unmarshal(data, summary); err != nil {
-			return nil, fmt.Errorf("summary %s: %w", key, err)
+			return found, fmt.Errorf("summary %s: %w", key, err)
 		}
 		found = append(found, summary)
 	}
