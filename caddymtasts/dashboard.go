@@ -277,15 +277,21 @@ func (d *Dashboard) serveDomain(w http.ResponseWriter, r *http.Request, name str
 		return caddyhttp.Error(http.StatusNotFound, err)
 	}
 	ctx := r.Context()
-	issuers, err := listBases(ctx, d.storage, certsPrefix)
+	var issuers []string
+	err = eachName(ctx, d.storage, certsPrefix, func(issuer string) { issuers = append(issuers, issuer) })
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	days, err := d.status.reports.days(ctx, summariesPrefix)
+	days, err := storedDays(ctx, d.storage, summariesPrefix)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	row, summaries := d.status.read(ctx, domain, issuers, d.status.windowDays(days))
+	days = d.status.windowDays(days)
+	row := d.status.read(ctx, domain, issuers, days)
+	summaries, err := d.status.reports.summariesOf(ctx, domain, days)
+	if err != nil {
+		row.Errors = append(row.Errors, err.Error())
+	}
 	if row.Policy.State == policyNotManaged && row.Certificate == nil && len(summaries) == 0 && row.Readiness == nil {
 		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("%s: not managed, and nothing in storage", domain))
 	}

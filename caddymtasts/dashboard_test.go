@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/coredns-mtasts/mtasts/caddymtasts/internal/reporttest"
+	"github.com/coredns-mtasts/mtasts/caddymtasts/readiness"
 )
 
 // dashboardFixture is a Caddy in process, in front of our CoreDNS, with
@@ -70,19 +71,22 @@ func startDashboard(t *testing.T) *dashboardFixture {
 	f.postReport(t, reporttest.Report("Google Inc.", "g3", "enforced.example.com", f.days[1], 1))
 
 	storage := &certmagic.FileStorage{Path: c.storage}
-	for domain, result := range map[string]string{
-		"example.com": `{"domain": "example.com", "checked_at": "2030-01-02T03:04:05Z", "ready": false,
-			"reasons": ["mx1.example.com: no STARTTLS offered", "TLS reports of the last 7 days: 700 of 300700 sessions failed"],
-			"mode": "testing", "mx_hosts": [{"host": "mx1.example.com", "checked_at": "2030-01-02T03:04:05Z",
-			"reachable": true, "starttls": false, "outcome": "no_starttls", "failure": "STARTTLS not offered"}]}`,
-		"enforced.example.com": `{"domain": "enforced.example.com", "checked_at": "2030-01-02T03:04:05Z", "ready": true,
-			"mode": "enforce", "mx_hosts": [{"host": "mx1.enforced.example.com", "checked_at": "2030-01-02T03:04:05Z",
-			"reachable": true, "starttls": true, "tls_version": "TLS 1.3", "not_after": "2030-03-01T00:00:00Z",
-			"chain_verified": true, "name_matches": true, "outcome": "pass"}]}`,
-		"gone.example.com": `{"domain": "gone.example.com", "checked_at": "2030-01-02T03:04:05Z", "ready": false,
-			"reasons": ["no policy to enforce: not managed"], "mx_hosts": []}`,
+	checked := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, result := range []readiness.DomainReport{
+		{Domain: "example.com", CheckedAt: checked, Mode: "testing",
+			Reasons: []string{"mx1.example.com: no STARTTLS offered", "TLS reports of the last 7 days: 600 of 300600 sessions failed"},
+			MXHosts: []readiness.HostResult{{Host: "mx1.example.com", CheckedAt: checked, Reachable: true,
+				Outcome: readiness.OutcomeNoSTARTTLS, Failure: "STARTTLS not offered"}}},
+		{Domain: "enforced.example.com", CheckedAt: checked, Ready: true, Mode: "enforce",
+			MXHosts: []readiness.HostResult{{Host: "mx1.example.com", CheckedAt: checked, Reachable: true, STARTTLS: true,
+				TLSVersion: "TLS 1.3", NotAfter: checked.AddDate(0, 2, 0), ChainVerified: true, NameMatches: true, Outcome: readiness.OutcomePass}}},
+		{Domain: "gone.example.com", CheckedAt: checked, Reasons: []string{"no policy to enforce: not managed"}, MXHosts: []readiness.HostResult{}},
 	} {
-		if err := storage.Store(context.Background(), readinessPrefix+"/"+domain+".json", []byte(result)); err != nil {
+		data, err := json.Marshal(result)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := storage.Store(context.Background(), domainReportKey(result.Domain), data); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -181,14 +185,14 @@ func TestDashboardTableJSON(t *testing.T) {
 			t.Fatalf("got %+v", page)
 		}
 		row := page.Domains[1]
-		want := policyState{State: policyManaged, Mode: "testing", ID: f.dns.stsID(t, "example.com"), MX: []string{"mx1.example.com"}, MaxAge: 604800}
+		want := publishedPolicy{State: policyManaged, Mode: "testing", ID: f.dns.stsID(t, "example.com"), MX: []string{"mx1.example.com"}, MaxAge: 604800}
 		if row.Domain != "example.com" || !equalJSON(t, row.Policy, want) {
 			t.Errorf("policy of %s: %+v, want %+v", row.Domain, row.Policy, want)
 		}
 		if row.Certificate == nil || !row.Certificate.NotAfter.Equal(f.certs["example.com"]) || row.Certificate.Issuer != "local" {
 			t.Errorf("certificate: %+v, want one until %s from local", row.Certificate, f.certs["example.com"])
 		}
-		if got := row.TLSReports; got != (reportTotals{Days: 30, Reports: 3, Successful: 300000, Failed: 600}) {
+		if got := row.TLSReports; got != (readiness.Sessions{Days: 30, Reports: 3, Successful: 300000, Failed: 600}) {
 			t.Errorf("TLS reports: %+v", got)
 		}
 		if row.Readiness == nil || row.Readiness.Ready || len(row.Readiness.Reasons) != 2 {

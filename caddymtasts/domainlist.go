@@ -3,7 +3,9 @@ package caddymtasts
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -37,32 +39,33 @@ type domainPage struct {
 // knows about: those with a certificate for mta-sts.D, a readiness result,
 // or a TLS-RPT summary of the latest day with summaries.
 //
-// The storage interface lists a directory whole (certmagic.Storage has no
-// paging), so every listing is read; what this keeps of them is the page,
-// a window of at most size+1 names, never a copy of a listing. So the
-// memory a page holds does not grow with the number of domains, and no
-// state is kept between requests: a cursor is a domain name.
+// Every name under those prefixes is read, since the storage keeps no
+// order the dashboard could page by; what this keeps of them is the page,
+// a window of at most size+1 names, never a listing. So the memory a page
+// holds does not grow with the number of domains, and no state is kept
+// between requests: a cursor is a domain name.
 func listDomains(ctx context.Context, storage certmagic.Storage, q domainQuery, size int) (domainPage, error) {
 	w := newDomainWindow(q, size+1)
 	var page domainPage
-	issuers, err := listBases(ctx, storage, certsPrefix)
+	err := eachName(ctx, storage, certsPrefix, func(issuer string) {
+		page.issuers = append(page.issuers, issuer)
+	})
 	if err != nil {
 		return page, err
 	}
-	page.issuers = issuers
-	for _, issuer := range issuers {
-		if err := offerKeys(ctx, storage, path.Join(certsPrefix, issuer), w, certificateDomain); err != nil {
+	for _, issuer := range page.issuers {
+		if err := eachName(ctx, storage, path.Join(certsPrefix, issuer), offerCertificate(w)); err != nil {
 			return page, err
 		}
 	}
-	if err := offerKeys(ctx, storage, readinessPrefix, w, jsonDomain); err != nil {
+	if err := eachName(ctx, storage, domainReportsPrefix, offerJSON(w)); err != nil {
 		return page, err
 	}
-	if page.sumsDays, err = newReportStore(storage).days(ctx, summariesPrefix); err != nil {
+	if page.sumsDays, err = storedDays(ctx, storage, summariesPrefix); err != nil {
 		return page, err
 	}
 	if n := len(page.sumsDays); n > 0 {
-		if err := offerKeys(ctx, storage, path.Join(summariesPrefix, page.sumsDays[n-1]), w, jsonDomain); err != nil {
+		if err := eachName(ctx, storage, path.Join(summariesPrefix, page.sumsDays[n-1]), offerJSON(w)); err != nil {
 			return page, err
 		}
 	}
@@ -70,51 +73,66 @@ func listDomains(ctx context.Context, storage certmagic.Storage, q domainQuery, 
 	return page, nil
 }
 
-// certificateDomain returns D for the key of a certificate's directory,
-// certificates/ISSUER/mta-sts.D, and "" for the certificates of other
-// names (the report site's, say).
-func certificateDomain(key string) string {
-	domain, _ := strings.CutPrefix(path.Base(key), policyHostPrefix)
-	if domain == path.Base(key) {
-		return ""
+// offerCertificate offers D to w for the directory of a certificate for
+// mta-sts.D, and skips the certificates of other names (the report site's,
+// say).
+func offerCertificate(w *domainWindow) func(string) {
+	return func(name string) {
+		if domain, ok := strings.CutPrefix(name, policyHostPrefix); ok {
+			w.offer(domain)
+		}
 	}
-	return domain
 }
 
-// jsonDomain returns D for a key .../D.json.
-func jsonDomain(key string) string {
-	domain, _ := strings.CutSuffix(path.Base(key), ".json")
-	return domain
+// offerJSON offers D to w for a key D.json.
+func offerJSON(w *domainWindow) func(string) {
+	return func(name string) {
+		if domain, ok := strings.CutSuffix(name, ".json"); ok {
+			w.offer(domain)
+		}
+	}
 }
 
-// listBases returns the last elements of the keys under prefix; none when
-// the storage has nothing there.
-func listBases(ctx context.Context, storage certmagic.Storage, prefix string) ([]string, error) {
-	keys, err := storage.List(ctx, prefix, false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	for i, key := range keys {
-		keys[i] = path.Base(key)
-	}
-	return keys, err
-}
+// namesPerRead is how many directory entries eachName reads at a time.
+const namesPerRead = 512
 
-// offerKeys offers the domain of each key under prefix to w.
-func offerKeys(ctx context.Context, storage certmagic.Storage, prefix string, w *domainWindow, domainOf func(string) string) error {
-	keys, err := storage.List(ctx, prefix, false)
+// eachName calls f with the last element of each key directly under
+// prefix, if there are any. CertMagic's file system storage, Caddy's
+// default, it reads directly, namesPerRead entries at a time: its List
+// stats every entry and returns them all, which made listing 10,000
+// domains from three prefixes take 0.56 s and 27 MB here
+// (BenchmarkDashboardTable). Other storages are asked to List.
+func eachName(ctx context.Context, storage certmagic.Storage, prefix string, f func(string)) error {
+	fileStorage, ok := storage.(*certmagic.FileStorage)
+	if !ok {
+		keys, err := listKeys(ctx, storage, prefix)
+		for _, key := range keys {
+			f(path.Base(key))
+		}
+		return err
+	}
+	dir, err := os.Open(fileStorage.Filename(prefix))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	for _, key := range keys {
-		if domain := domainOf(key); domain != "" {
-			w.offer(domain)
+	defer dir.Close()
+	for {
+		names, err := dir.Readdirnames(namesPerRead)
+		for _, name := range names {
+			f(name)
+		}
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return err
+		case ctx.Err() != nil:
+			return ctx.Err()
 		}
 	}
-	return nil
 }
 
 // domainWindow keeps, of the names offered to it, the limit nearest to the

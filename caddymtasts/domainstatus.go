@@ -3,6 +3,7 @@ package caddymtasts
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -14,7 +15,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
-	"github.com/coredns-mtasts/mtasts/caddymtasts/tlsrpt"
+	"github.com/coredns-mtasts/mtasts/caddymtasts/readiness"
 	"github.com/coredns-mtasts/mtasts/policy"
 )
 
@@ -38,17 +39,17 @@ const (
 // domainStatus is a row of the dashboard's table: what DNS and Caddy's
 // storage say about one domain now.
 type domainStatus struct {
-	Domain      string            `json:"domain"`
-	Policy      policyState       `json:"policy"`
-	Certificate *certificateState `json:"certificate"` // null: none stored
-	TLSReports  reportTotals      `json:"tls_reports"`
-	Readiness   *readinessResult  `json:"readiness"` // null: not checked
+	Domain      string                  `json:"domain"`
+	Policy      publishedPolicy         `json:"policy"`
+	Certificate *storedCertificate      `json:"certificate"` // null: none stored
+	TLSReports  readiness.Sessions      `json:"tls_reports"` // of the last reportWindowDays days
+	Readiness   *readiness.DomainReport `json:"readiness"`   // the mta_sts app's latest; null: not checked
 	// What could not be read from the storage.
 	Errors []string `json:"errors,omitempty"`
 }
 
-// policyState is the domain's policy as the policy handler reads it.
-type policyState struct {
+// publishedPolicy is the domain's policy as the policy handler reads it.
+type publishedPolicy struct {
 	State  string      `json:"state"` // policyManaged, policyNotManaged or policyFailed
 	Mode   policy.Mode `json:"mode,omitempty"`
 	ID     string      `json:"id,omitempty"`
@@ -58,19 +59,11 @@ type policyState struct {
 	text   string      // the policy as served
 }
 
-// certificateState is the certificate for mta-sts.D in Caddy's storage.
-type certificateState struct {
+// storedCertificate is the certificate for mta-sts.D in Caddy's storage.
+type storedCertificate struct {
 	Issuer        string    `json:"issuer"` // CertMagic's issuer key, the directory it is stored under
 	NotAfter      time.Time `json:"not_after"`
 	ExpiresInDays int       `json:"expires_in_days"` // whole days from now; negative once expired
-}
-
-// reportTotals adds up a domain's TLS report summaries of the window.
-type reportTotals struct {
-	Days       int   `json:"days"`
-	Reports    int   `json:"reports"`
-	Successful int64 `json:"successful_sessions"`
-	Failed     int64 `json:"failed_sessions"`
 }
 
 // statusReader reads what the dashboard shows about domains.
@@ -91,7 +84,7 @@ func (s *statusReader) readRows(ctx context.Context, page domainPage) []domainSt
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			rows[i], _ = s.read(ctx, domain, page.issuers, days)
+			rows[i] = s.read(ctx, domain, page.issuers, days)
 		})
 	}
 	wg.Wait()
@@ -99,8 +92,8 @@ func (s *statusReader) readRows(ctx context.Context, page domainPage) []domainSt
 }
 
 // read reads the row of domain, from the certificates of issuers and the
-// summaries of days, and returns it with those summaries.
-func (s *statusReader) read(ctx context.Context, domain string, issuers, days []string) (domainStatus, []*tlsrpt.Summary) {
+// summaries of days.
+func (s *statusReader) read(ctx context.Context, domain string, issuers, days []string) domainStatus {
 	row := domainStatus{Domain: domain, Policy: s.readPolicy(ctx, domain)}
 	var err error
 	if row.Certificate, err = readCertificate(ctx, s.storage, domain, issuers); err != nil {
@@ -109,35 +102,29 @@ func (s *statusReader) read(ctx context.Context, domain string, issuers, days []
 	if c := row.Certificate; c != nil {
 		c.ExpiresInDays = int(math.Floor(c.NotAfter.Sub(s.now()).Hours() / 24))
 	}
-	summaries, err := s.reports.summariesOf(ctx, domain, days)
-	if err != nil {
+	if row.TLSReports, err = s.reports.sessionsOf(ctx, domain, days); err != nil {
 		row.Errors = append(row.Errors, err.Error())
 	}
 	row.TLSReports.Days = reportWindowDays
-	for _, sum := range summaries {
-		row.TLSReports.Reports += sum.Reports
-		row.TLSReports.Successful += sum.SuccessfulSessions
-		row.TLSReports.Failed += sum.FailedSessions
-	}
 	if row.Readiness, err = loadReadiness(ctx, s.storage, domain); err != nil {
 		row.Errors = append(row.Errors, err.Error())
 	}
-	return row, summaries
+	return row
 }
 
 // readPolicy looks the policy of domain up exactly as the policy handler
 // does, so the dashboard shows what senders get.
-func (s *statusReader) readPolicy(ctx context.Context, domain string) policyState {
+func (s *statusReader) readPolicy(ctx context.Context, domain string) publishedPolicy {
 	body, err := s.source.lookup(ctx, domain)
 	switch {
 	case errors.Is(err, errNotManaged):
-		return policyState{State: policyNotManaged, Error: err.Error()}
+		return publishedPolicy{State: policyNotManaged, Error: err.Error()}
 	case err != nil:
-		return policyState{State: policyFailed, Error: err.Error()}
+		return publishedPolicy{State: policyFailed, Error: err.Error()}
 	}
 	// The lookup parsed and checked the body already.
 	p, _ := policy.Parse(body)
-	return policyState{State: policyManaged, Mode: p.Mode, ID: policy.IDOf(body), MX: p.MX, MaxAge: p.MaxAge, text: string(body)}
+	return publishedPolicy{State: policyManaged, Mode: p.Mode, ID: policy.IDOf(body), MX: p.MX, MaxAge: p.MaxAge, text: string(body)}
 }
 
 // windowDays returns those of days (sorted) within the report window that
@@ -158,9 +145,9 @@ func (s *statusReader) windowDays(days []string) []string {
 // readCertificate returns the certificate for mta-sts.D that CertMagic
 // keeps in the storage (certmagic.StorageKeys.SiteCert) under any of
 // issuers, the one that expires last; nil when there is none.
-func readCertificate(ctx context.Context, storage certmagic.Storage, domain string, issuers []string) (*certificateState, error) {
+func readCertificate(ctx context.Context, storage certmagic.Storage, domain string, issuers []string) (*storedCertificate, error) {
 	name := policyHostPrefix + domain
-	var found *certificateState
+	var found *storedCertificate
 	for _, issuer := range issuers {
 		data, err := storage.Load(ctx, certmagic.StorageKeys.SiteCert(issuer, name))
 		if errors.Is(err, fs.ErrNotExist) {
@@ -174,10 +161,28 @@ func readCertificate(ctx context.Context, storage certmagic.Storage, domain stri
 			return found, fmt.Errorf("certificate for %s from %s: %w", name, issuer, err)
 		}
 		if found == nil || notAfter.After(found.NotAfter) {
-			found = &certificateState{Issuer: issuer, NotAfter: notAfter}
+			found = &storedCertificate{Issuer: issuer, NotAfter: notAfter}
 		}
 	}
 	return found, nil
+}
+
+// loadReadiness returns the latest readiness result of domain that the
+// mta_sts app keeps in the storage, nil if it was never checked.
+func loadReadiness(ctx context.Context, storage certmagic.Storage, domain string) (*readiness.DomainReport, error) {
+	key := domainReportKey(domain)
+	data, err := storage.Load(ctx, key)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r readiness.DomainReport
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("readiness result %s: %w", key, err)
+	}
+	return &r, nil
 }
 
 // leafNotAfter returns the expiry of the first certificate of a PEM chain,

@@ -132,12 +132,18 @@ func (s *reportStore) loadSummary(ctx context.Context, key, domain, day string) 
 // summaries returns the stored summaries of domain from day from to day to
 // (both YYYY-MM-DD, both included; "" for no bound), oldest first.
 func (s *reportStore) summaries(ctx context.Context, domain, from, to string) ([]*tlsrpt.Summary, error) {
-	days, err := storedDays(ctx, s.storage, summariesPrefix)
+	days, err := s.daysBetween(ctx, from, to)
 	if err != nil {
 		return nil, err
 	}
-	days = slices.DeleteFunc(days, func(day string) bool { return day < from || to != "" && day > to })
 	return s.summariesOf(ctx, domain, days)
+}
+
+// daysBetween returns the days with summaries from day from to day to, as
+// summaries takes them.
+func (s *reportStore) daysBetween(ctx context.Context, from, to string) ([]string, error) {
+	days, err := storedDays(ctx, s.storage, summariesPrefix)
+	return slices.DeleteFunc(days, func(day string) bool { return day < from || to != "" && day > to }), err
 }
 
 // summariesOf returns the stored summaries of domain of the given days, in
@@ -165,14 +171,37 @@ func (s *reportStore) summariesOf(ctx context.Context, domain string, days []str
 // Sessions adds up the summaries of domain of the UTC days from first to
 // last, both included: what the readiness checks take from the reports.
 func (s *reportStore) Sessions(ctx context.Context, domain string, first, last time.Time) (readiness.Sessions, error) {
-	summaries, err := s.summaries(ctx, domain, first.UTC().Format(time.DateOnly), last.UTC().Format(time.DateOnly))
-	var total readiness.Sessions
-	for _, d := range summaries {
-		total.Reports += d.Reports
-		total.Successful += d.SuccessfulSessions
-		total.Failed += d.FailedSessions
+	days, err := s.daysBetween(ctx, first.UTC().Format(time.DateOnly), last.UTC().Format(time.DateOnly))
+	if err != nil {
+		return readiness.Sessions{}, err
 	}
-	return total, err
+	return s.sessionsOf(ctx, domain, days)
+}
+
+// sessionsOf adds up the summaries of domain of the given days. It reads
+// only their counts, which a summary's JSON keeps under the keys of
+// readiness.Sessions: the dashboard's table adds up 30 days for each of
+// its rows.
+func (s *reportStore) sessionsOf(ctx context.Context, domain string, days []string) (readiness.Sessions, error) {
+	var total readiness.Sessions
+	for _, day := range days {
+		key := summaryKey(day, domain)
+		data, err := s.storage.Load(ctx, key)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return total, err
+		}
+		var counts readiness.Sessions
+		if err := json.Unmarshal(data, &counts); err != nil {
+			return total, fmt.Errorf("summary %s: %w", key, err)
+		}
+		total.Reports += counts.Reports
+		total.Successful += counts.Successful
+		total.Failed += counts.Failed
+	}
+	return total, nil
 }
 
 // storedDays returns the days stored under prefix, sorted.
