@@ -342,3 +342,18 @@ func TestDashboardValidate(t *testing.T) {
 		t.Error(`"password": valid`)
 	}
 }
+
+// Mistakes in the dashboard's options fail caddy adapt, naming the line.
+func TestAdaptRejectsDashboardOptions(t *testing.T) {
+	for option, want := range map[string]string{
+		"protected_by":                    "wrong argument count",
+		"protected_by password":           `protected_by "password": want basic_auth, client_certificates or network`,
+		"protected_by basic_auth network": "wrong argument count",
+		"page_size 10":                    `unrecognized subdirective "page_size"`,
+	} {
+		_, _, err := adapt(t, "http://127.0.0.1:2020 {\n\tmta_sts_dashboard {\n\t\t"+option+"\n\t}\n}\n")
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Caddyfile:3") {
+			t.Errorf("%s: got error %v, want one containing %q and Caddyfile:3", option, err, want)
+		}
+	}
+}

@@ -71,7 +71,9 @@ func TestHandlerAnswersWithoutDNS(t *testing.T) {
 		{http.MethodGet, "mta-sts.exa_mple.com", policyPath, http.StatusNotFound},
 		{http.MethodPost, "www.example.com", policyPath, http.StatusNotFound},
 		{http.MethodPost, "mta-sts.example.com", policyPath, http.StatusMethodNotAllowed},
-		{http.MethodGet, "mta-sts.example.com", "/", http.StatusTeapot},
+		{http.MethodGet, "www.example.com", "/", http.StatusTeapot},
+		{http.MethodPost, "mta-sts.example.com", "/", http.StatusMethodNotAllowed},
+		{http.MethodGet, "mta-sts.example.com", "/index.html", http.StatusTeapot},
 		{http.MethodPost, "mta-sts.example.com", "/other", http.StatusTeapot},
 	} {
 		if status, _ := serve(t, h, tc.method, tc.host, tc.path); status != tc.status {
