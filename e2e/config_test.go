@@ -88,10 +88,10 @@ func (s *suite) writeConfigs(t *testing.T) {
 	data := s.configData()
 	render(t, templates, "Corefile.tmpl", data, s.path("Corefile"))
 	render(t, templates, "unbound.conf.tmpl", data, s.path("unbound.conf"))
-	s.writeCaddyfile(t, "Caddyfile", caddyVariant{admin: adminAddr, handlerServer: dnsAddr})
+	s.writeCaddyfile(t, "Caddyfile", caddyVariant{admin: adminAddr, handlerServer: dnsAddr, dashboardPort: dashboardPort})
 	// The same Caddy on other ports, asking the caching server block for
 	// policies (and the authoritative one for permissions).
-	s.writeCaddyfile(t, "Caddyfile.cached", caddyVariant{admin: "off", httpPort: 8080, httpsPort: 8443, handlerServer: cacheAddr})
+	s.writeCaddyfile(t, "Caddyfile.cached", caddyVariant{admin: "off", httpPort: 8080, httpsPort: 8443, handlerServer: cacheAddr, dashboardPort: dashboardPort + 1})
 }
 
 // makeKey makes the zone's key, a CSK (flags 257) that the dnssec plugin
@@ -132,6 +132,7 @@ type caddyVariant struct {
 	servers             string // the DNS servers the permission, the mta_sts app and tlsrpt ask; dnsAddr if empty
 	bind                string // the address of every listener (default_bind); all if empty
 	acme                string // the ACME directory's host:port; pebbleACME if empty
+	dashboardPort       int    // the port of the staff's dashboard site (bound to bind, or webAddr); dashboardPort if 0
 }
 
 // exampleServers is the servers line of Caddyfile.example, in the
@@ -157,6 +158,16 @@ const (
 // own receiver (events_test.go), whose certificate is of the MX hosts' CA.
 const exampleWebhook = "webhook https://hooks.provider.example/mta-sts {"
 
+// The dashboard site of Caddyfile.example: its address, its internal
+// listen address and its user's password hash, which the suite replaces
+// with its own host on the node's address and a hash of a password it
+// makes.
+const (
+	exampleDashboardSite = "https://dashboard.provider.example:8443 {"
+	exampleDashboardBind = "bind 10.0.0.5"
+	exampleDashboardUser = "staff "
+)
+
 // writeCaddyfile writes Caddy's config as the README and Caddyfile.example
 // describe it, made from Caddyfile.example itself so the two cannot drift:
 // with global options for the suite (admin, storage, Pebble as the CA),
@@ -178,6 +189,9 @@ func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 		t.Fatal(err)
 	}
 	servers := "servers " + cmp.Or(v.servers, dnsAddr)
+	if s.dashboardHash == "" {
+		s.makeDashboardPassword(t)
+	}
 	var out []string
 	block, replaced, globalsAt, inGlobals := "", 0, -1, false
 	for _, line := range strings.Split(string(example), "\n") {
@@ -198,6 +212,13 @@ func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 			line, replaced = indent+"webhook "+hooksURL+" {\n"+indent+"\tca_file "+s.path(mxCAFile), replaced+1
 		case trimmed == exampleReportSite:
 			line, replaced = reportHost+" {", replaced+1
+		case trimmed == exampleDashboardSite:
+			line, replaced = fmt.Sprintf("https://%s:%d {", dashboardHost, cmp.Or(v.dashboardPort, dashboardPort)), replaced+1
+		case trimmed == exampleDashboardBind:
+			line, replaced = strings.Replace(line, exampleDashboardBind, "bind "+cmp.Or(v.bind, webAddr), 1), replaced+1
+		case strings.HasPrefix(trimmed, exampleDashboardUser) && block == "basic_auth {":
+			indent, _, _ := strings.Cut(line, exampleDashboardUser)
+			line, replaced = indent+dashboardUser+" "+s.dashboardHash, replaced+1
 		case strings.HasSuffix(trimmed, "{") && !strings.HasPrefix(trimmed, "#"):
 			block = trimmed
 		case trimmed == exampleServers && block == "permission mta_sts {":
@@ -206,11 +227,14 @@ func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 			line, replaced = strings.Replace(line, exampleServers, "servers "+v.handlerServer, 1), replaced+1
 		case trimmed == exampleServers && strings.HasPrefix(block, "tlsrpt "):
 			line, replaced = strings.Replace(line, exampleServers, servers, 1), replaced+1
+		case trimmed == exampleServers && block == "mta_sts_dashboard {":
+			line, replaced = strings.Replace(line, exampleServers, servers, 1), replaced+1
 		}
 		out = append(out, line)
 	}
-	if globalsAt < 0 || replaced != 7 {
-		t.Fatalf("Caddyfile.example changed shape: global options at line %d, %d of 7 lines found (4 servers lines, the app's interval and webhook, the report site)", globalsAt+1, replaced)
+	if globalsAt < 0 || replaced != 11 {
+		t.Fatalf("Caddyfile.example changed shape: global options at line %d, %d of 11 lines found "+
+			"(5 servers lines, the app's interval and webhook, the report site, the dashboard's site, bind and user)", globalsAt+1, replaced)
 	}
 	if err := os.WriteFile(s.path(name), []byte(strings.Join(out, "\n")), 0o644); err != nil {
 		t.Fatal(err)

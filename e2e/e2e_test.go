@@ -36,6 +36,7 @@ func TestEndToEnd(t *testing.T) {
 		{"no certificate for what we don't host: handshake refused, no ACME order", testNotHosted},
 		{"TLS report: curl posts it to the https rua DNS publishes; the summary from the admin API", testTLSRPT},
 		{"readiness for enforce: caddy mta-sts check and the mta_sts app probe MX hosts with good and bad certificates", testReadiness},
+		{"the dashboard and the public page in headless Chromium: visible text, screenshots, requests to Caddy only", testDashboard},
 		{"live MX change: the id changes, the client fetches the new policy", testLiveChange},
 		{"events: the MX change is a policy_changed event, posted signed to the webhook, and in the events JSON", testEvents},
 		{"a customer leaves, caddy restarts: stored certificates load only for managed domains", testCustomerLeaves},

@@ -41,6 +41,9 @@ type suite struct {
 	daemons   map[string]*daemon
 	order     []string
 	passed    atomic.Int32 // checks passed, for the closing line
+
+	// The password of the dashboard's user, and its bcrypt hash.
+	dashboardPassword, dashboardHash string
 }
 
 // newSuite reads what e2e/run prepared from the environment; without it the
