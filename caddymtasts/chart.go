@@ -15,6 +15,7 @@ import (
 // failures among a million sessions still shows.
 const (
 	chartLeft      = 64  // room for the scale's labels
+	chartRight     = 16  // room for the last day's label
 	chartColumn    = 22  // width of a day
 	chartBar       = 16  // width of a bar
 	chartHalf      = 100 // height of each half
@@ -58,7 +59,7 @@ type sessionChart struct {
 // chartDay is one day's column.
 type chartDay struct {
 	Day        string
-	Label      string // MM-DD on every chartDayLabels-th day, else ""
+	Label      string // MM-DD on today and every chartDayLabels-th day before, else ""
 	X, LabelX  int
 	Successful chartSegment
 	Failures   []chartSegment // stacked down from the axis, by type name
@@ -77,22 +78,26 @@ type chartSegment struct {
 // reportWindowDays days ending today; days without summaries are empty.
 func newSessionChart(summaries []*tlsrpt.Summary, today time.Time) sessionChart {
 	byDay := map[string]*tlsrpt.Summary{}
-	c := sessionChart{Width: chartLeft + reportWindowDays*chartColumn, Height: chartTop + 2*chartHalf + chartAxisGap + 20}
+	c := sessionChart{Width: chartLeft + reportWindowDays*chartColumn + chartRight, Height: chartTop + 2*chartHalf + chartAxisGap + 20}
 	c.Left, c.Bar = chartLeft, chartBar
 	c.Axis = chartTop + chartHalf + chartAxisGap/2
 	c.Top, c.Bottom = chartTop+8, c.Axis+chartHalf
+	first := today.UTC().AddDate(0, 0, 1-reportWindowDays)
+	firstDay, lastDay := first.Format(time.DateOnly), today.UTC().Format(time.DateOnly)
 	for _, s := range summaries {
+		if s.Day < firstDay || s.Day > lastDay {
+			continue
+		}
 		byDay[s.Day] = s
 		c.MaxSuccessful = max(c.MaxSuccessful, s.SuccessfulSessions)
 		c.MaxFailed = max(c.MaxFailed, s.FailedSessions, sumValues(s.FailuresByResultType))
 	}
 	types := map[string]bool{}
-	first := today.UTC().AddDate(0, 0, 1-reportWindowDays)
 	for i := range reportWindowDays {
 		day := first.AddDate(0, 0, i)
 		col := chartDay{Day: day.Format(time.DateOnly), X: chartLeft + i*chartColumn + (chartColumn-chartBar)/2}
 		col.LabelX = col.X + chartBar/2
-		if i%chartDayLabels == 0 || i == reportWindowDays-1 {
+		if (reportWindowDays-1-i)%chartDayLabels == 0 { // today, and back a week at a time
 			col.Label = day.Format("01-02")
 		}
 		s := byDay[col.Day]
