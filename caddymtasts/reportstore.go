@@ -150,6 +150,17 @@ func (s *reportStore) daysBetween(ctx context.Context, from, to string) ([]strin
 // their order; a day without one has none.
 func (s *reportStore) summariesOf(ctx context.Context, domain string, days []string) ([]*tlsrpt.Summary, error) {
 	found := []*tlsrpt.Summary{}
+	err := s.loadSummaries(ctx, domain, days, func(day string, data []byte) error {
+		summary := tlsrpt.NewSummary(domain, day)
+		found = append(found, summary)
+		return json.Unmarshal(data, summary)
+	})
+	return found, err
+}
+
+// loadSummaries calls decode with the JSON of each stored summary of
+// domain of the given days, in their order.
+func (s *reportStore) loadSummaries(ctx context.Context, domain string, days []string, decode func(day string, data []byte) error) error {
 	for _, day := range days {
 		key := summaryKey(day, domain)
 		data, err := s.storage.Load(ctx, key)
@@ -157,15 +168,13 @@ func (s *reportStore) summariesOf(ctx context.Context, domain string, days []str
 			continue
 		}
 		if err != nil {
-			return found, err
+			return err
 		}
-		summary := tlsrpt.NewSummary(domain, day)
-		if err := json.Unmarshal(data, summary); err != nil {
-			return found, fmt.Errorf("summary %s: %w", key, err)
+		if err := decode(day, data); err != nil {
+			return fmt.Errorf("summary %s: %w", key, err)
 		}
-		found = append(found, summary)
 	}
-	return found, nil
+	return nil
 }
 
 // Sessions adds up the summaries of domain of the UTC days from first to
@@ -184,24 +193,17 @@ func (s *reportStore) Sessions(ctx context.Context, domain string, first, last t
 // its rows.
 func (s *reportStore) sessionsOf(ctx context.Context, domain string, days []string) (readiness.Sessions, error) {
 	var total readiness.Sessions
-	for _, day := range days {
-		key := summaryKey(day, domain)
-		data, err := s.storage.Load(ctx, key)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return total, err
-		}
+	err := s.loadSummaries(ctx, domain, days, func(_ string, data []byte) error {
 		var counts readiness.Sessions
 		if err := json.Unmarshal(data, &counts); err != nil {
-			return total, fmt.Errorf("summary %s: %w", key, err)
+			return err
 		}
 		total.Reports += counts.Reports
 		total.Successful += counts.Successful
 		total.Failed += counts.Failed
-	}
-	return total, nil
+		return nil
+	})
+	return total, err
 }
 
 // storedDays returns the days stored under prefix, sorted.
