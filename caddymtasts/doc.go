@@ -20,6 +20,10 @@
 //     an MX host's TLS) and the certificates of mta-sts.D that failed
 //     become events, kept in the storage and posted to a signed webhook;
 //     admin.api.mta_sts_events serves them.
+//   - http.handlers.mta_sts_dashboard shows the provider's staff every
+//     domain the storage knows, with its policy from DNS, certificate,
+//     TLS reports and readiness, as HTML and JSON; the policy handler
+//     answers https://mta-sts.D/ with a short page about D's policy.
 //
 // The DNS is the single source of truth: no module is told which
 // domains exist or what their policies say.
