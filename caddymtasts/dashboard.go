@@ -68,7 +68,6 @@ type Dashboard struct {
 	// the server must be a loopback address or a Unix socket.
 	ProtectedBy string `json:"protected_by,omitempty"`
 
-	now     func() time.Time // time.Now but in tests
 	storage certmagic.Storage
 	status  *statusReader
 }
@@ -92,11 +91,8 @@ func (d *Dashboard) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	if d.now == nil {
-		d.now = time.Now
-	}
 	d.storage = ctx.Storage()
-	d.status = &statusReader{source: source, storage: d.storage, reports: newReportStore(d.storage), now: d.now}
+	d.status = &statusReader{source: source, storage: d.storage, reports: newReportStore(d.storage)}
 	return registerMetrics(ctx.GetMetricsRegistry())
 }
 
@@ -222,7 +218,7 @@ func (d *Dashboard) serveTable(w http.ResponseWriter, r *http.Request) error {
 		Domains:    d.status.readRows(r.Context(), page),
 		PageSize:   dashboardPageSize,
 		ReportDays: reportWindowDays,
-		Now:        d.now(),
+		Now:        time.Now(),
 	}
 	if n := len(page.domains); n > 0 {
 		if page.later {
@@ -295,7 +291,7 @@ func (d *Dashboard) serveDomain(w http.ResponseWriter, r *http.Request, name str
 	if row.Policy.State == policyNotManaged && row.Certificate == nil && len(summaries) == 0 && row.Readiness == nil {
 		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("%s: not managed, and nothing in storage", domain))
 	}
-	now := d.now()
+	now := time.Now()
 	detail := domainDetail{domainStatus: row, PolicyText: row.Policy.text, Days: []dayReport{}, Chart: newSessionChart(summaries, now), Now: now}
 	for _, s := range summaries {
 		detail.Days = append(detail.Days, dayReport{

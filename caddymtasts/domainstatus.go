@@ -71,7 +71,6 @@ type statusReader struct {
 	source  *policySource
 	storage certmagic.Storage
 	reports *reportStore
-	now     func() time.Time
 }
 
 // readRows reads the row of each domain of the page, rowReaders at a time.
@@ -100,7 +99,7 @@ func (s *statusReader) read(ctx context.Context, domain string, issuers, days []
 		row.Errors = append(row.Errors, err.Error())
 	}
 	if c := row.Certificate; c != nil {
-		c.ExpiresInDays = int(math.Floor(c.NotAfter.Sub(s.now()).Hours() / 24))
+		c.ExpiresInDays = int(math.Floor(c.NotAfter.Sub(time.Now()).Hours() / 24))
 	}
 	if row.TLSReports, err = s.reports.sessionsOf(ctx, domain, days); err != nil {
 		row.Errors = append(row.Errors, err.Error())
@@ -130,7 +129,7 @@ func (s *statusReader) readPolicy(ctx context.Context, domain string) publishedP
 // windowDays returns those of days (sorted) within the report window that
 // ends today.
 func (s *statusReader) windowDays(days []string) []string {
-	now := s.now().UTC()
+	now := time.Now().UTC()
 	first := now.AddDate(0, 0, 1-reportWindowDays).Format(time.DateOnly)
 	last := now.Format(time.DateOnly)
 	var in []string
