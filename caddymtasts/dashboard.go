@@ -254,6 +254,7 @@ type domainDetail struct {
 	domainStatus
 	PolicyText string       `json:"policy_text,omitempty"`
 	Days       []dayReport  `json:"tls_report_days"`
+	Events     []event      `json:"events"` // the mta_sts app's events kept, oldest first
 	Chart      sessionChart `json:"-"`
 	Now        time.Time    `json:"now"`
 }
@@ -288,11 +289,16 @@ func (d *Dashboard) serveDomain(w http.ResponseWriter, r *http.Request, name str
 	if err != nil {
 		row.Errors = append(row.Errors, err.Error())
 	}
-	if row.Policy.State == policyNotManaged && row.Certificate == nil && len(summaries) == 0 && row.Readiness == nil {
+	events, err := (&eventStore{storage: d.storage}).events(ctx, domain, "", "")
+	if err != nil {
+		row.Errors = append(row.Errors, err.Error())
+	}
+	if row.Policy.State == policyNotManaged && row.Certificate == nil && len(summaries) == 0 && row.Readiness == nil && len(events) == 0 {
 		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("%s: not managed, and nothing in storage", domain))
 	}
 	now := time.Now()
-	detail := domainDetail{domainStatus: row, PolicyText: row.Policy.text, Days: []dayReport{}, Chart: newSessionChart(summaries, now), Now: now}
+	detail := domainDetail{domainStatus: row, PolicyText: row.Policy.text, Days: []dayReport{}, Events: events,
+		Chart: newSessionChart(summaries, now), Now: now}
 	for _, s := range summaries {
 		detail.Days = append(detail.Days, dayReport{
 			Day: s.Day, Reports: s.Reports, Successful: s.SuccessfulSessions, Failed: s.FailedSessions,

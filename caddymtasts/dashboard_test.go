@@ -33,6 +33,7 @@ type dashboardFixture struct {
 	certs   map[string]time.Time
 	reports map[string][][]byte // the reports posted, by domain
 	days    []string            // the days of the reports, newest first
+	events  []eventType         // the events stored about example.com
 }
 
 func startDashboard(t *testing.T) *dashboardFixture {
@@ -72,8 +73,9 @@ func startDashboard(t *testing.T) *dashboardFixture {
 
 	storage := &certmagic.FileStorage{Path: c.storage}
 	checked := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	for _, result := range []readiness.DomainReport{
+	results := []readiness.DomainReport{
 		{Domain: "example.com", CheckedAt: checked, Mode: "testing",
+			PolicyID: expectedPolicy(t, "mx1.example.com").ID(), PolicyMX: []string{"mx1.example.com"},
 			Reasons: []string{"mx1.example.com: no STARTTLS offered", "TLS reports of the last 7 days: 600 of 300600 sessions failed"},
 			MXHosts: []readiness.HostResult{{Host: "mx1.example.com", CheckedAt: checked, Reachable: true,
 				Outcome: readiness.OutcomeNoSTARTTLS, Failure: "STARTTLS not offered"}}},
@@ -81,7 +83,8 @@ func startDashboard(t *testing.T) *dashboardFixture {
 			MXHosts: []readiness.HostResult{{Host: "mx1.example.com", CheckedAt: checked, Reachable: true, STARTTLS: true,
 				TLSVersion: "TLS 1.3", NotAfter: checked.AddDate(0, 2, 0), ChainVerified: true, NameMatches: true, Outcome: readiness.OutcomePass}}},
 		{Domain: "gone.example.com", CheckedAt: checked, Reasons: []string{"no policy to enforce: not managed"}, MXHosts: []readiness.HostResult{}},
-	} {
+	}
+	for _, result := range results {
 		data, err := json.Marshal(result)
 		if err != nil {
 			t.Fatal(err)
@@ -89,6 +92,19 @@ func startDashboard(t *testing.T) *dashboardFixture {
 		if err := storage.Store(context.Background(), domainReportKey(result.Domain), data); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The events of example.com's last check, against a baseline of the
+	// day before: its MX moved from mx0, and the new host offers no
+	// STARTTLS.
+	b := new(baseline)
+	detectEvents(b, readiness.DomainReport{Domain: "example.com", CheckedAt: checked.AddDate(0, 0, -1), PolicyID: "0123456789abcdef0123456789abcdef",
+		PolicyMX: []string{"mx0.example.com"}}, 0)
+	events, _ := detectEvents(b, results[0], defaultWarnDays*24*time.Hour)
+	for _, e := range events {
+		if _, _, err := (&eventStore{storage: storage}).add(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+		f.events = append(f.events, e.Type)
 	}
 	return f
 }
@@ -254,7 +270,8 @@ func TestDashboardDomainPage(t *testing.T) {
 	if want := []string{f.days[2], f.days[0]}; !slices.Equal(withData, want) {
 		t.Errorf("days with reports %v, want %v", withData, want)
 	}
-	for _, w := range []string{"Not ready.", "mx1.example.com no_starttls", "STARTTLS not offered"} {
+	for _, w := range []string{"Not ready.", "mx1.example.com no_starttls", "STARTTLS not offered",
+		"mx_tls_problem (failure) mx1.example.com STARTTLS not offered", "policy_changed + mx1.example.com − mx0.example.com"} {
 		if !strings.Contains(visibleText(r.body), w) {
 			t.Errorf("no %q on the page", w)
 		}
@@ -267,6 +284,12 @@ func TestDashboardDomainPage(t *testing.T) {
 	if len(detail.Days) != 2 || detail.Days[1].Day != f.days[0] || detail.Days[1].Reports != 2 || detail.Days[1].Successful != 200000 ||
 		detail.PolicyText != string(expectedPolicy(t, "mx1.example.com").Encode()) {
 		t.Errorf("domain page as JSON: %+v", detail)
+	}
+	// Seen at once, so by type.
+	if want := []eventType{eventMXTLSProblem, eventPolicyChanged}; len(detail.Events) != 2 || detail.Events[0].Type != want[0] ||
+		detail.Events[1].Type != want[1] || fmt.Sprint(detail.Events[1].MXAdded, detail.Events[1].MXRemoved) != "[mx1.example.com] [mx0.example.com]" ||
+		!slices.Contains(f.events, want[0]) || !slices.Contains(f.events, want[1]) {
+		t.Errorf("events in the JSON: %+v, want %v", detail.Events, f.events)
 	}
 
 	for _, path := range []string{"/domain/not-hosted.example", "/domain/a/b", "/domain/", "/nothing"} {

@@ -1,6 +1,7 @@
 package caddymtasts
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"path"
@@ -101,7 +102,10 @@ func (s *eventStore) events(ctx context.Context, domain, from, to string) ([]eve
 			}
 		}
 	}
-	slices.SortStableFunc(found, func(a, b event) int { return a.Time.Compare(b.Time) })
+	// Events seen at once (those of one check) in an order that stays.
+	slices.SortFunc(found, func(a, b event) int {
+		return cmp.Or(a.Time.Compare(b.Time), strings.Compare(string(a.Type), string(b.Type)), strings.Compare(a.Host, b.Host))
+	})
 	return found, nil
 }
 
