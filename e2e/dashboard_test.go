@@ -61,7 +61,9 @@ func testDashboard(t *testing.T, s *suite) {
 	resp.Body.Close()
 	s.expect(t, "the dashboard without the password: status", resp.StatusCode, http.StatusUnauthorized)
 
-	table := s.dashboardJSON(t, client, base+"?format=json")
+	var table struct{ Domains []dashboardRow }
+	s.dashboardJSON(t, client, base+"?format=json", &table)
+	s.ok(t, "the dashboard's JSON with the password: %d domains", len(table.Domains))
 	rows := map[string]dashboardRow{}
 	for _, r := range table.Domains {
 		rows[r.Domain] = r
@@ -140,8 +142,9 @@ func (s *suite) dashboardClient(t *testing.T) *http.Client {
 	}
 }
 
-// dashboardJSON fetches the table as JSON with the password.
-func (s *suite) dashboardJSON(t *testing.T, client *http.Client, at string) struct{ Domains []dashboardRow } {
+// dashboardJSON fetches a page of the dashboard as JSON with the password,
+// into v.
+func (s *suite) dashboardJSON(t *testing.T, client *http.Client, at string, v any) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, at, nil)
 	if err != nil {
@@ -153,12 +156,9 @@ func (s *suite) dashboardJSON(t *testing.T, client *http.Client, at string) stru
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var table struct{ Domains []dashboardRow }
-	if err := json.NewDecoder(resp.Body).Decode(&table); err != nil || resp.StatusCode != http.StatusOK {
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: %s %v", at, resp.Status, err)
 	}
-	s.ok(t, "the dashboard's JSON with the password: %d domains", len(table.Domains))
-	return table
 }
 
 // chromiumFlags run Chromium headless as root in the namespace, with a

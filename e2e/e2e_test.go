@@ -38,7 +38,7 @@ func TestEndToEnd(t *testing.T) {
 		{"readiness for enforce: caddy mta-sts check and the mta_sts app probe MX hosts with good and bad certificates", testReadiness},
 		{"the dashboard and the public page in headless Chromium: visible text, screenshots, requests to Caddy only", testDashboard},
 		{"live MX change: the id changes, the client fetches the new policy", testLiveChange},
-		{"events: the MX change is a policy_changed event, posted signed to the webhook, and in the events JSON", testEvents},
+		{"events: the MX change is a policy_changed event, posted signed to the webhook, on the dashboard and in the events JSON", testEvents},
 		{"a customer leaves, caddy restarts: stored certificates load only for managed domains", testCustomerLeaves},
 		{"a caddy asking a caching CoreDNS never serves a stale policy during an MX change", testCacheInFront},
 		{"per-domain settings from the zone: enforce, extra mx, none, invalid, off", testSettings},

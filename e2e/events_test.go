@@ -169,7 +169,8 @@ func (r *hookReceiver) all() []hookDelivery {
 // certificate of mx2.example.test in the readiness step was an
 // mx_tls_problem of severity failure, and mx1.example.test's, which
 // expires within a day, one of severity warning. signed.test's change of the step before is posted too.
-// The admin endpoint lists example.test's two events.
+// The admin endpoint and the dashboard's page of example.test list
+// example.test's three events.
 func testEvents(t *testing.T, s *suite) {
 	changed := s.waitForDelivery(t, "policy_changed", "example.test")
 	e := changed.event
@@ -217,6 +218,16 @@ func testEvents(t *testing.T, s *suite) {
 	slices.Sort(listed)
 	s.expect(t, "all of them", strings.Join(listed, ", "), "mx_tls_problem "+min(problems["mx1.example.test"].ID, problems["mx2.example.test"].ID)+
 		", mx_tls_problem "+max(problems["mx1.example.test"].ID, problems["mx2.example.test"].ID)+", policy_changed "+e.ID)
+	var page struct {
+		Events []hookEvent `json:"events"`
+	}
+	s.dashboardJSON(t, s.dashboardClient(t), fmt.Sprintf("https://%s:%d/domain/example.test?format=json", dashboardHost, dashboardPort), &page)
+	var shown []string
+	for _, ev := range page.Events {
+		shown = append(shown, ev.Type+" "+ev.ID)
+	}
+	slices.Sort(shown)
+	s.expect(t, "the events on the dashboard's page of example.test (its JSON)", strings.Join(shown, ", "), strings.Join(listed, ", "))
 	types := counts(t, "caddy_mta_sts_events_total")
 	s.expect(t, "caddy_mta_sts_events_total{type=policy_changed}: example.test, signed.test", types["policy_changed"], "2")
 	s.expect(t, "caddy_mta_sts_webhook_deliveries_total has delivered ones", counts(t, "caddy_mta_sts_webhook_deliveries_total")["delivered"] != "", true)
