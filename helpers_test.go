@@ -188,7 +188,7 @@ func startExample(t testing.TB) *dnsServer {
 // settingsRecords are mail domains of the example zone, each with the MX
 // host mx1.example.com and settings records at _mta-sts: one per key, keys
 // combined (with spaces and a tab around the delimiters, over two strings,
-// beside another TXT record),
+// beside another TXT record), the autopilot's record,
 // settings stating the defaults, invalid records, two records, an owner's
 // v=STSv1 record beside settings, and off.
 var settingsRecords = `s-enforce            IN MX  10 mx1
@@ -202,6 +202,8 @@ _mta-sts.s-mx        IN TXT "v=STSCFG1; mx=mail.new.example; mx=*.mail.protectio
 s-all                IN MX  10 mx1
 _mta-sts.s-all       IN TXT "v=STSCFG1 ;	mode=enforce ; max_age=12" "09600; mx=mx9.example.net ;"
 _mta-sts.s-all       IN TXT "site-verification=abc"
+s-autopilot          IN MX  10 mx1
+_mta-sts.s-autopilot IN TXT "v=STSCFG1; mode=enforce; by=autopilot"
 s-defaults           IN MX  10 mx1
 _mta-sts.s-defaults  IN TXT "v=STSCFG1; mode=testing; max_age=604800; mx=mx1.example.com"
 s-invalid            IN MX  10 mx1

@@ -29,15 +29,16 @@ func settingsPolicies(t *testing.T) map[string]policy.Policy {
 	const mx1 = "mx1.example.com"
 	defaults := p(policy.ModeTesting, defaultMaxAge, mx1)
 	return map[string]policy.Policy{
-		"s-enforce":  p(policy.ModeEnforce, defaultMaxAge, mx1),
-		"s-none":     p(policy.ModeNone, defaultMaxAge, mx1),
-		"s-maxage":   p(policy.ModeTesting, 86400, mx1),
-		"s-mx":       p(policy.ModeTesting, defaultMaxAge, "*.mail.protection.outlook.com", "mail.new.example", mx1),
-		"s-all":      p(policy.ModeEnforce, 1209600, mx1, "mx9.example.net"),
-		"s-defaults": defaults, // the same id as without settings
-		"s-invalid":  defaults,
-		"s-two":      defaults,
-		"s-longline": defaults, // an mx line longer than a character-string
+		"s-enforce":   p(policy.ModeEnforce, defaultMaxAge, mx1),
+		"s-none":      p(policy.ModeNone, defaultMaxAge, mx1),
+		"s-maxage":    p(policy.ModeTesting, 86400, mx1),
+		"s-mx":        p(policy.ModeTesting, defaultMaxAge, "*.mail.protection.outlook.com", "mail.new.example", mx1),
+		"s-all":       p(policy.ModeEnforce, 1209600, mx1, "mx9.example.net"),
+		"s-autopilot": p(policy.ModeEnforce, defaultMaxAge, mx1), // by= changes no policy
+		"s-defaults":  defaults,                                  // the same id as without settings
+		"s-invalid":   defaults,
+		"s-two":       defaults,
+		"s-longline":  defaults, // an mx line longer than a character-string
 	}
 }
 

@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -96,25 +97,31 @@ func checkRoundTrip(t *testing.T, p Policy) {
 }
 
 // FuzzParseSettings checks that an accepted settings record holds what the
-// grammar allows: off alone, a valid mode, max_age within bounds, and mx
-// patterns in canonical form that make a valid policy with any MX hosts.
+// grammar allows: off alone, a valid mode, max_age within bounds, by only
+// the autopilot, and mx patterns in canonical form that make a valid policy
+// with any MX hosts; and that the record String writes for it reads back
+// as the same settings.
 func FuzzParseSettings(f *testing.F) {
 	f.Add("v=STSCFG1; off")
 	f.Add("v=STSCFG1 ;\tmode=enforce ; max_age=1209600 ;mx=mail.new.example;")
 	f.Add("v=STSCFG1; mode=none; mx=*.Mail.Protection.Outlook.com; mx=xn--bcher-kva.example")
 	f.Add("v=STSCFG1; off; mode=enforce")
+	f.Add("v=STSCFG1; mode=enforce; by=autopilot")
 	f.Fuzz(func(t *testing.T, txt string) {
 		s, err := ParseSettings(txt)
 		if err != nil {
 			return
 		}
+		if again, err := ParseSettings(s.String()); err != nil || !reflect.DeepEqual(again, s) {
+			t.Fatalf("ParseSettings(%q) = %+v; its String %q reads back as %+v, %v", txt, s, s.String(), again, err)
+		}
 		if !IsSettingsRecord(txt) {
 			t.Fatalf("ParseSettings accepted %q, which IsSettingsRecord does not claim", txt)
 		}
-		if s.Off && (s.Mode != "" || s.HasMaxAge || len(s.MX) > 0) {
+		if s.Off && (s.Mode != "" || s.HasMaxAge || len(s.MX) > 0 || s.By != "") {
 			t.Fatalf("ParseSettings(%q) = %+v: off with other fields", txt, s)
 		}
-		if _, err := ParseMode(string(s.Mode)); s.Mode != "" && err != nil || s.MaxAge > MaxAgeLimit {
+		if _, err := ParseMode(string(s.Mode)); s.Mode != "" && err != nil || s.MaxAge > MaxAgeLimit || s.By != "" && s.By != ByAutopilot {
 			t.Fatalf("ParseSettings(%q) = %+v", txt, s)
 		}
 		for _, mx := range s.MX {

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -25,7 +26,15 @@ type Settings struct {
 	HasMaxAge bool
 	// MX holds extra mx patterns, lowercase, in the order of the record.
 	MX []string
+	// By names who wrote the record, when it says: "" or ByAutopilot. It
+	// changes nothing in the policy; the autopilot changes only the
+	// records it wrote, and a record without it wins over the autopilot.
+	By string
 }
+
+// ByAutopilot marks a settings record the autopilot wrote ("by=autopilot"):
+// the one value of by= the grammar knows.
+const ByAutopilot = "autopilot"
 
 // IsSettingsRecord reports whether a TXT record (its strings concatenated)
 // claims to be a settings record, valid or not: it begins with
@@ -38,10 +47,10 @@ func IsSettingsRecord(txt string) bool {
 //
 //	settings = "v=STSCFG1" 1*(delim field) [delim]   ; delim = *WSP ";" *WSP
 //	field    = "off" / "mode=" ("testing" / "enforce" / "none")
-//	         / "max_age=" 1*10DIGIT / "mx=" ["*."] Domain
+//	         / "max_age=" 1*10DIGIT / "mx=" ["*."] Domain / "by=autopilot"
 //
-// mode and max_age may appear once each, mx any number of times, and off
-// only alone. max_age is at most MaxAgeLimit, as in a policy; an mx pattern
+// mode, max_age and by may appear once each, mx any number of times, and
+// off only alone. max_age is at most MaxAgeLimit, as in a policy; an mx pattern
 // is what CheckWireHost accepts as an MX target, without the final dot, with
 // "*." standing for one whole label (RFC 8461 §4.1). Anything else, an
 // unknown field or an empty value, makes the whole record invalid.
@@ -88,10 +97,43 @@ func (s *Settings) set(t tag) (err error) {
 		if pattern, err = settingsPattern(t.value); err == nil {
 			s.MX = append(s.MX, pattern)
 		}
+	case "by":
+		switch {
+		case s.By != "":
+			err = errors.New("repeated")
+		case t.value != ByAutopilot:
+			err = fmt.Errorf("%q: the one value known is %q", t.value, ByAutopilot)
+		default:
+			s.By = t.value
+		}
 	default:
 		err = errors.New("unknown field")
 	}
 	return err
+}
+
+// String returns the settings record that holds s, its fields in the order
+// of the grammar: what ParseSettings reads back as s. The zero Settings
+// sets nothing and has no record: its String, the prefix alone, does not
+// parse.
+func (s Settings) String() string {
+	if s.Off {
+		return SettingsPrefix + "; off"
+	}
+	fields := []string{SettingsPrefix}
+	if s.Mode != "" {
+		fields = append(fields, "mode="+string(s.Mode))
+	}
+	if s.HasMaxAge {
+		fields = append(fields, "max_age="+strconv.FormatUint(uint64(s.MaxAge), 10))
+	}
+	for _, pattern := range s.MX {
+		fields = append(fields, "mx="+pattern)
+	}
+	if s.By != "" {
+		fields = append(fields, "by="+s.By)
+	}
+	return strings.Join(fields, "; ")
 }
 
 // settingsPattern checks an mx value of a settings record as the plugin

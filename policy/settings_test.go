@@ -26,6 +26,9 @@ func TestParseSettings(t *testing.T) {
 		{"v=STSCFG1 ;\tmode=enforce ; max_age=1209600 ;mx=mail.new.example;  ",
 			Settings{Mode: ModeEnforce, MaxAge: 1209600, HasMaxAge: true, MX: []string{"mail.new.example"}}},
 		{"v=STSCFG1; max_age=0000086400", Settings{MaxAge: 86400, HasMaxAge: true}},
+		{"v=STSCFG1; mode=enforce; by=autopilot", Settings{Mode: ModeEnforce, By: ByAutopilot}},
+		{"v=STSCFG1; by=autopilot; mode=testing;", Settings{Mode: ModeTesting, By: ByAutopilot}},
+		{"v=STSCFG1; by=autopilot", Settings{By: ByAutopilot}},
 	} {
 		got, err := ParseSettings(tc.txt)
 		if err != nil || !reflect.DeepEqual(got, tc.want) {
@@ -75,10 +78,34 @@ func TestParseSettingsRejects(t *testing.T) {
 		"v=STSCFG1; mx=-mx.example",      //
 		"v=STSCFG1; mx=" + strings.Repeat("a", 64) + ".example",
 		"v=STSCFG1; mx=" + strings.Repeat(strings.Repeat("a", 63)+".", 4) + "example",
+		"v=STSCFG1; mode=enforce; by=",                    // by: empty,
+		"v=STSCFG1; mode=enforce; by=Autopilot",           // case-sensitive,
+		"v=STSCFG1; mode=enforce; by=operator",            // only the known value,
+		"v=STSCFG1; by=autopilot; by=autopilot",           // once,
+		"v=STSCFG1; off; by=autopilot",                    // not beside off
+		"v=STSCFG1; mode=enforce; by=autopilot mx=a.test", //
 	} {
 		if s, err := ParseSettings(txt); err == nil {
 			t.Errorf("ParseSettings(%q) accepted it as %+v", txt, s)
 		}
+	}
+}
+
+func TestSettingsString(t *testing.T) {
+	for _, s := range []Settings{
+		{Off: true},
+		{Mode: ModeEnforce, By: ByAutopilot},
+		{Mode: ModeTesting, MaxAge: 0, HasMaxAge: true},
+		{MX: []string{"*.mail.example.net", "mx.example.com"}},
+		{Mode: ModeNone, MaxAge: 86400, HasMaxAge: true, MX: []string{"mx.example.com"}, By: ByAutopilot},
+	} {
+		got, err := ParseSettings(s.String())
+		if err != nil || !reflect.DeepEqual(got, s) {
+			t.Errorf("ParseSettings(%q) = %+v, %v; want %+v", s.String(), got, err, s)
+		}
+	}
+	if got, want := (Settings{Mode: ModeEnforce, By: ByAutopilot}).String(), "v=STSCFG1; mode=enforce; by=autopilot"; got != want {
+		t.Errorf("the autopilot's record: %q, want %q", got, want)
 	}
 }
 
