@@ -140,6 +140,8 @@ func readinessCases(t *testing.T, ca *testCA) []readinessCase {
 		{"twolabels", &smtpServer{tls: ca.validTLS(t, "*.readiness.test")},
 			readiness.OutcomeNameMismatch, "certificate is for *.readiness.test, not mx.twolabels.readiness.test"},
 		{"nostarttls", &smtpServer{}, readiness.OutcomeNoSTARTTLS, "STARTTLS not offered in the answer to EHLO"},
+		{"refusestarttls", &smtpServer{tls: ca.validTLS(t, "mx.refusestarttls.readiness.test"), refuseTLS: true},
+			readiness.OutcomeSTARTTLSRefused, `STARTTLS refused: 454 "4.7.0 TLS not available"`},
 		{"tls10", &smtpServer{tls: tls10}, readiness.OutcomeTLSVersion, "TLS 1.0 negotiated; senders require TLS 1.2 or later"},
 		{"silent", &smtpServer{silent: true}, readiness.OutcomeSMTP, "timed out after 1s waiting for the SMTP greeting"},
 		{"refused", nil, readiness.OutcomeConnect, "connection refused"},

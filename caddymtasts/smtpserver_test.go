@@ -26,10 +26,11 @@ import (
 // connections it accepted. A silent one accepts connections and never
 // says a word.
 type smtpServer struct {
-	addr   string
-	tls    *tls.Config // nil: no STARTTLS
-	silent bool
-	conns  atomic.Int64
+	addr      string
+	tls       *tls.Config // nil: no STARTTLS
+	refuseTLS bool        // offers STARTTLS, then refuses it
+	silent    bool
+	conns     atomic.Int64
 
 	mu   sync.Mutex
 	ehlo []string // the names given in EHLO
@@ -88,6 +89,10 @@ func (s *smtpServer) serve(conn net.Conn) {
 		case "STARTTLS":
 			if s.tls == nil {
 				text.PrintfLine("502 5.5.1 no STARTTLS here")
+				continue
+			}
+			if s.refuseTLS {
+				text.PrintfLine("454 4.7.0 TLS not available")
 				continue
 			}
 			text.PrintfLine("220 2.0.0 go ahead")

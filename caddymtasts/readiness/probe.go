@@ -21,18 +21,19 @@ type Outcome string
 
 // The outcomes of a probe.
 const (
-	OutcomePass         Outcome = "pass"
-	OutcomeDNS          Outcome = "dns_failed"     // no address for the host
-	OutcomeConnect      Outcome = "connect_failed" // no address accepted a connection
-	OutcomeSMTP         Outcome = "smtp_failed"    // no greeting, or the server refused EHLO or STARTTLS
-	OutcomeNoSTARTTLS   Outcome = "no_starttls"    // STARTTLS not offered
-	OutcomeHandshake    Outcome = "tls_failed"     // the TLS handshake failed
-	OutcomeTLSVersion   Outcome = "tls_version"    // TLS older than 1.2
-	OutcomeExpired      Outcome = "expired"        // the certificate is expired or not valid yet
-	OutcomeUntrusted    Outcome = "untrusted"      // the chain does not lead to a trusted root
-	OutcomeSelfSigned   Outcome = "self_signed"    // the certificate signed itself
-	OutcomeNameMismatch Outcome = "name_mismatch"  // no DNS-ID for the MX host name
-	OutcomeCanceled     Outcome = "canceled"       // the caller gave up; not cached
+	OutcomePass            Outcome = "pass"
+	OutcomeDNS             Outcome = "dns_failed"       // no address for the host
+	OutcomeConnect         Outcome = "connect_failed"   // no address accepted a connection
+	OutcomeSMTP            Outcome = "smtp_failed"      // no greeting, or the server refused EHLO
+	OutcomeNoSTARTTLS      Outcome = "no_starttls"      // STARTTLS not offered
+	OutcomeSTARTTLSRefused Outcome = "starttls_refused" // STARTTLS offered, then refused
+	OutcomeHandshake       Outcome = "tls_failed"       // the TLS handshake failed
+	OutcomeTLSVersion      Outcome = "tls_version"      // TLS older than 1.2
+	OutcomeExpired         Outcome = "expired"          // the certificate is expired or not valid yet
+	OutcomeUntrusted       Outcome = "untrusted"        // the chain does not lead to a trusted root
+	OutcomeSelfSigned      Outcome = "self_signed"      // the certificate signed itself
+	OutcomeNameMismatch    Outcome = "name_mismatch"    // no DNS-ID for the MX host name
+	OutcomeCanceled        Outcome = "canceled"         // the caller gave up; not cached
 )
 
 // HostResult is what a probe of one MX host found.
@@ -164,7 +165,7 @@ func (c *Checker) converse(ctx context.Context, conn net.Conn, r HostResult) Hos
 	}
 	if err := client.StartTLS(config); err != nil {
 		if _, refused := errors.AsType[*textproto.Error](err); refused {
-			return c.failed(r, OutcomeSMTP, fmt.Errorf("STARTTLS refused: %w", err))
+			return c.failed(r, OutcomeSTARTTLSRefused, fmt.Errorf("STARTTLS refused: %w", err))
 		}
 		return c.failed(r, OutcomeHandshake, c.stepError(ctx, "the TLS handshake", err))
 	}
