@@ -28,6 +28,7 @@ func init() {
 //	mta_sts/readiness/fetched/DOMAIN        when a node last served DOMAIN's policy (RFC 3339)
 //	mta_sts/readiness/domains/DOMAIN.json   DOMAIN's latest readiness.DomainReport
 //	mta_sts/readiness/last_run.json         the last run of the checks (runRecord)
+//	mta_sts/autopilot/domains/DOMAIN.json   DOMAIN's autopilot.History (autopilot.go)
 //
 // and the lock mta_sts/readiness/run, held while a node claims a run.
 const (
@@ -87,7 +88,13 @@ type App struct {
 	// they are posted to.
 	Events EventOptions `json:"events,omitzero"`
 
+	// The autopilot: after each run of the checks, move each domain
+	// checked to enforce when the evidence says it is safe, and back to
+	// testing when it is not. Off when not set; needs the checks.
+	Autopilot *Autopilot `json:"autopilot,omitempty"`
+
 	fetched *fetchLog
+	pilot   *pilot
 	source  *policySource
 	checks  readiness.Config // a new checker's for each run
 	probes  *atomic.Int64    // MX hosts this app probed
@@ -127,6 +134,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if a.DisableChecks {
+		if a.Autopilot != nil {
+			return errors.New("autopilot: it acts after the checks, which disable_checks leaves to another node; configure it there")
+		}
 		return nil
 	}
 	if a.source, err = a.PolicyDNS.source(); err != nil {
@@ -146,7 +156,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		readinessProbes.WithLabelValues(string(r.Outcome)).Inc()
 	}
 	a.checks = cfg
-	_, err = readiness.New(cfg) // checks the options now rather than at the first run
+	if _, err = readiness.New(cfg); err != nil { // checks the options now rather than at the first run
+		return err
+	}
+	if a.Autopilot != nil {
+		a.pilot, err = a.Autopilot.newPilot(ctx, a.source.timeout, time.Duration(a.Interval))
+	}
 	return err
 }
 
@@ -195,7 +210,11 @@ func (a *App) Stop() error {
 
 // Cleanup closes the DNS connections.
 func (a *App) Cleanup() error {
-	return a.source.close()
+	var primaryErr error
+	if a.pilot != nil {
+		primaryErr = a.pilot.primary.close()
+	}
+	return errors.Join(a.source.close(), primaryErr)
 }
 
 // flushEvery writes the served domains to storage every
@@ -247,7 +266,8 @@ type runRecord struct {
 // runIfDue runs the checks if this node claims the run, and returns when
 // the next run is due.
 func (a *App) runIfDue(ctx context.Context) time.Time {
-	last, claimed, err := a.claimRun(ctx)
+	started := time.Now()
+	last, claimed, err := a.claimRun(ctx, started)
 	switch {
 	case err != nil:
 		if ctx.Err() == nil {
@@ -259,7 +279,6 @@ func (a *App) runIfDue(ctx context.Context) time.Time {
 		showRun(last)
 		return last.Started.Add(time.Duration(a.Interval))
 	}
-	started := time.Now()
 	// This node's own served domains first, so the run sees them.
 	a.flushFetched(ctx)
 	record, err := a.run(ctx, started)
@@ -277,10 +296,10 @@ func (a *App) runIfDue(ctx context.Context) time.Time {
 	return started.Add(time.Duration(a.Interval))
 }
 
-// claimRun claims the run of the checks for this node, unless a run
-// started within the interval. It returns the last run as the storage
-// held it before the claim.
-func (a *App) claimRun(ctx context.Context) (runRecord, bool, error) {
+// claimRun claims the run of the checks starting at started for this
+// node, unless a run started within the interval. It returns the last run
+// as the storage held it before the claim.
+func (a *App) claimRun(ctx context.Context, started time.Time) (runRecord, bool, error) {
 	if err := a.storage.Lock(ctx, runLockName); err != nil {
 		return runRecord{}, false, err
 	}
@@ -296,11 +315,11 @@ func (a *App) claimRun(ctx context.Context) (runRecord, bool, error) {
 			return last, false, fmt.Errorf("%s: %w", lastRunKey, err)
 		}
 	}
-	if since := time.Since(last.Started); since >= 0 && since < time.Duration(a.Interval) {
+	if since := started.Sub(last.Started); since >= 0 && since < time.Duration(a.Interval) {
 		return last, false, nil
 	}
 	claim := last
-	claim.Started, claim.Finished = time.Now(), time.Time{}
+	claim.Started, claim.Finished = started, time.Time{}
 	return last, true, a.storeJSON(ctx, lastRunKey, claim)
 }
 
@@ -326,8 +345,12 @@ func (a *App) run(ctx context.Context, started time.Time) (runRecord, error) {
 	if err != nil {
 		return runRecord{}, err
 	}
+	var steer *steering
+	if a.pilot != nil {
+		steer = a.pilot.startRun(started)
+	}
 	probesBefore := a.probes.Load()
-	ready, err := a.checkAll(ctx, checker, domains)
+	ready, err := a.checkAll(ctx, checker, domains, steer)
 	if err != nil {
 		return runRecord{}, err
 	}
@@ -346,9 +369,12 @@ func (a *App) run(ctx context.Context, started time.Time) (runRecord, error) {
 }
 
 // checkAll checks the domains, a few at a time, stores their events and
-// reports, and returns how many are ready. It stops at the first event or
-// report it cannot store.
-func (a *App) checkAll(ctx context.Context, checker *readiness.Checker, domains []string) (int, error) {
+// reports, steers each one with the autopilot, when there is one, and
+// returns how many are ready. Each domain's decision follows its own
+// check, so that a failing domain in enforce is demoted at once, not at
+// the end of a run over millions. It stops at the first event, report or
+// history it cannot store.
+func (a *App) checkAll(ctx context.Context, checker *readiness.Checker, domains []string, steer *steering) (int, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	work := make(chan string)
@@ -370,6 +396,13 @@ func (a *App) checkAll(ctx context.Context, checker *readiness.Checker, domains 
 				}
 				if err := a.storeJSON(ctx, domainReportKey(domain), report); err != nil {
 					cancel(fmt.Errorf("storing the report of %s: %w", domain, err))
+					continue
+				}
+				if steer == nil {
+					continue
+				}
+				if err := steer.steer(ctx, report); err != nil && ctx.Err() == nil {
+					cancel(fmt.Errorf("the autopilot, for %s: %w", domain, err))
 				}
 			}
 		})
@@ -407,7 +440,7 @@ func (a *App) fetchedDomains(ctx context.Context, now time.Time) ([]string, erro
 			domains = append(domains, domain)
 			continue
 		}
-		for _, k := range []string{key, domainReportKey(domain), baselineKey(domain)} {
+		for _, k := range []string{key, domainReportKey(domain), baselineKey(domain), historyKey(domain)} {
 			if err := a.storage.Delete(ctx, k); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return nil, err
 			}

@@ -1,6 +1,8 @@
 package caddymtasts
 
 import (
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -43,6 +45,19 @@ func parseApp(d *caddyfile.Dispenser, _ any) (any, error) {
 //	            ca_file   <path>
 //	        }
 //	    }
+//	    autopilot {
+//	        primary         <address>
+//	        tsig_key_name   <name>
+//	        tsig_algorithm  hmac-sha256|hmac-sha384|hmac-sha512
+//	        tsig_secret     <base64, or a placeholder: {env.NAME}, {file./path}>
+//	        check_zone      <zone>
+//	        dry_run
+//	        promote_checks  <checks>
+//	        promote_after   <duration>
+//	        report_days     <days>
+//	        min_sessions    <sessions>
+//	        change_interval <duration>
+//	    }
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -75,6 +90,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.DisableChecks = true
 		case "events":
 			err = a.Events.unmarshalCaddyfile(d)
+		case "autopilot":
+			a.Autopilot = new(Autopilot)
+			err = a.Autopilot.unmarshalCaddyfile(d)
 		default:
 			err = a.PolicyDNS.unmarshalOption(d)
 		}
@@ -137,6 +155,68 @@ func (w *Webhook) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// unmarshalCaddyfile reads the autopilot's block.
+func (o *Autopilot) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "primary":
+			if err = unmarshalString(d, &o.Primary); err != nil {
+				break
+			}
+			if _, aerr := serverAddress(o.Primary); aerr != nil {
+				err = d.Errf("primary: %v", aerr)
+			}
+		case "tsig_key_name":
+			err = unmarshalString(d, &o.TSIGKeyName)
+		case "tsig_algorithm":
+			err = unmarshalString(d, &o.TSIGAlgorithm)
+		case "tsig_secret":
+			err = unmarshalString(d, &o.TSIGSecret)
+		case "check_zone":
+			err = unmarshalString(d, &o.CheckZone)
+		case "dry_run":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			o.DryRun = true
+		case "promote_checks":
+			err = unmarshalCount(d, &o.PromoteChecks)
+		case "promote_after":
+			err = unmarshalDuration(d, &o.PromoteAfter)
+		case "report_days":
+			err = unmarshalCount(d, &o.ReportDays)
+		case "min_sessions":
+			err = unmarshalSessions(d, &o.MinSessions)
+		case "change_interval":
+			err = unmarshalDuration(d, &o.ChangeInterval)
+		default:
+			err = d.Errf("autopilot: unrecognized subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmarshalSessions reads min_sessions: a whole number, 0 included.
+func unmarshalSessions(d *caddyfile.Dispenser, dst **int64) error {
+	var arg string
+	if !d.AllArgs(&arg) {
+		return d.ArgErr()
+	}
+	n, err := strconv.ParseInt(arg, 10, 64)
+	if err != nil || n < 0 {
+		return d.Errf("min_sessions: want a whole number of at least 0, not %q", arg)
+	}
+	*dst = &n
 	return nil
 }
 

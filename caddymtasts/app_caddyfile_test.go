@@ -50,3 +50,26 @@ func TestAdaptRejectsEventOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestAdaptRejectsAutopilotOptions(t *testing.T) {
+	for option, want := range map[string]string{
+		"primary":                  "wrong argument count",
+		"primary 192.0.2.1:domain": `primary: DNS server "192.0.2.1:domain"`,
+		"tsig_secret a b":          "wrong argument count",
+		"dry_run yes":              "wrong argument count",
+		"promote_checks 0":         "promote_checks: want a whole number of at least 1",
+		"promote_after soon":       "promote_after: ",
+		"report_days 0":            "report_days: want a whole number of at least 1",
+		"min_sessions -1":          "min_sessions: want a whole number of at least 0",
+		"change_interval -1h":      "change_interval: -1h is negative",
+		"mode enforce":             `autopilot: unrecognized subdirective "mode"`,
+	} {
+		_, _, err := adapt(t, "{\n\tmta_sts {\n\t\tautopilot {\n\t\t\t"+option+"\n\t\t}\n\t}\n}\n")
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Caddyfile:4") {
+			t.Errorf("%s: got error %v, want one containing %q and Caddyfile:4", option, err, want)
+		}
+	}
+	if _, _, err := adapt(t, "{\n\tmta_sts {\n\t\tautopilot on\n\t}\n}\n"); err == nil {
+		t.Error("autopilot with an argument: adapted")
+	}
+}

@@ -24,6 +24,20 @@ import (
 // returns the HTTP address and the storage directory.
 func startReadinessCaddy(t *testing.T, f *mxFixture, interval string) (string, string) {
 	t.Helper()
+	config, addr, storage := readinessCaddyConfig(t, f, interval)
+	loadCaddy(t, config)
+	t.Cleanup(func() {
+		if err := caddy.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return addr, storage
+}
+
+// readinessCaddyConfig returns the config startReadinessCaddy loads, the
+// HTTP address and the storage directory.
+func readinessCaddyConfig(t *testing.T, f *mxFixture, interval string) (map[string]any, string, string) {
+	t.Helper()
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	addr, storage := freeAddr(t), t.TempDir()
@@ -47,6 +61,12 @@ func startReadinessCaddy(t *testing.T, f *mxFixture, interval string) (string, s
 			},
 		},
 	}
+	return config, addr, storage
+}
+
+// loadCaddy loads config into the Caddy of this process.
+func loadCaddy(t *testing.T, config map[string]any) {
+	t.Helper()
 	cfgJSON, err := json.Marshal(config)
 	if err != nil {
 		t.Fatal(err)
@@ -54,12 +74,6 @@ func startReadinessCaddy(t *testing.T, f *mxFixture, interval string) (string, s
 	if err := caddy.Load(cfgJSON, true); err != nil {
 		t.Fatalf("loading Caddy: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := caddy.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	return addr, storage
 }
 
 // fetchPolicy fetches the policy of domain from the handler at addr.
@@ -167,17 +181,17 @@ func TestOneRunPerIntervalInACluster(t *testing.T) {
 	}
 	first, second := node(), node()
 	ctx := context.Background()
-	before, claimed, err := first.claimRun(ctx)
+	before, claimed, err := first.claimRun(ctx, time.Now())
 	if !claimed || err != nil {
 		t.Fatalf("the first node did not claim the first run: %v", err)
 	}
-	last, claimed, err := second.claimRun(ctx)
+	last, claimed, err := second.claimRun(ctx, time.Now())
 	if claimed || err != nil || time.Since(last.Started) > time.Minute {
 		t.Fatalf("the second node: claimed %v, %v; the last run started %s", claimed, err, last.Started)
 	}
 	// The first node's run ends unfinished, as at a config reload.
 	first.releaseRun(before)
-	if _, claimed, err := second.claimRun(ctx); !claimed || err != nil {
+	if _, claimed, err := second.claimRun(ctx, time.Now()); !claimed || err != nil {
 		t.Errorf("after the first node gave its claim back, the second did not claim: %v", err)
 	}
 }

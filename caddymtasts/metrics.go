@@ -61,6 +61,19 @@ var (
 		prometheus.CounterOpts(metricOpts("webhook_deliveries_total",
 			"Webhook attempts by this node, by outcome: delivered, failed (retried), gave_up, gone (the event expired), dropped (queue full).")),
 		[]string{"outcome"})
+
+	// What the autopilot did: promote and demote (written), blocked (a
+	// change the evidence called for and the settings or the change bound
+	// did not allow), and would_promote and would_demote in dry-run mode.
+	autopilotChanges = prometheus.NewCounterVec(
+		prometheus.CounterOpts(metricOpts("autopilot_changes_total", "Changes the autopilot of this node made, would make (dry run) or may not make, by action.")),
+		[]string{"action"})
+
+	// Changes that failed, by why: an alert, since a demotion not written
+	// leaves a failing domain in enforce.
+	autopilotFailures = prometheus.NewCounterVec(
+		prometheus.CounterOpts(metricOpts("autopilot_failures_total", "Changes the autopilot of this node could not make, by reason.")),
+		[]string{"reason"})
 )
 
 func metricOpts(name, help string) prometheus.Opts {
@@ -73,7 +86,7 @@ func metricOpts(name, help string) prometheus.Opts {
 func registerMetrics(registry *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{
 		policyRequests, permissionDecisions, reportsReceived, sessionsReported, lookupDuration, readinessDomains, readinessProbes,
-		eventsStored, webhookDeliveries,
+		eventsStored, webhookDeliveries, autopilotChanges, autopilotFailures,
 	} {
 		if err := registry.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err

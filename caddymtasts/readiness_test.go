@@ -51,9 +51,23 @@ type mxHost struct {
 // which each domain (below readiness.test) has the MX hosts named.
 func startMXFixture(t *testing.T, ca *testCA, hosts []mxHost, domains map[string][]string) *mxFixture {
 	t.Helper()
+	f, records := startMXHosts(t, ca, hosts, domains)
+	zone := "$TTL 3600\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ IN NS ns1\nns1 IN A 127.0.0.1\n" + records
+	zoneFile := filepath.Join(t.TempDir(), "zone")
+	if err := os.WriteFile(zoneFile, []byte(zone), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.dns, _ = startCoreDNS(t, strings.ReplaceAll(readinessCorefile, "{zone}", zoneFile))
+	return f
+}
+
+// startMXHosts starts the servers of hosts, and returns the fixture
+// without DNS and the records of readiness.test that name them: each
+// host's address, each domain's MX hosts.
+func startMXHosts(t *testing.T, ca *testCA, hosts []mxHost, domains map[string][]string) (*mxFixture, string) {
+	t.Helper()
 	f := &mxFixture{ca: ca, servers: map[string]*smtpServer{}}
 	var zone strings.Builder
-	zone.WriteString("$TTL 3600\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ IN NS ns1\nns1 IN A 127.0.0.1\n")
 	for i, h := range hosts {
 		ip := netip.AddrFrom4([4]byte{127, 0, 0, byte(60 + i)})
 		fmt.Fprintf(&zone, "%s IN A %s\n", h.name, ip)
@@ -74,12 +88,7 @@ func startMXFixture(t *testing.T, ca *testCA, hosts []mxHost, domains map[string
 			fmt.Fprintf(&zone, "%s IN MX %d %s\n", domain, 10*(i+1), host)
 		}
 	}
-	zoneFile := filepath.Join(t.TempDir(), "zone")
-	if err := os.WriteFile(zoneFile, []byte(zone.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f.dns, _ = startCoreDNS(t, strings.ReplaceAll(readinessCorefile, "{zone}", zoneFile))
-	return f
+	return f, zone.String()
 }
 
 // checkerConfig is the config of a checker of the fixture's hosts, as the
