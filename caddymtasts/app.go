@@ -305,15 +305,8 @@ func (a *App) claimRun(ctx context.Context, started time.Time) (runRecord, bool,
 	}
 	defer a.storage.Unlock(context.Background(), runLockName)
 	var last runRecord
-	data, err := a.storage.Load(ctx, lastRunKey)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
+	if _, err := loadJSON(ctx, a.storage, lastRunKey, &last); err != nil {
 		return last, false, err
-	default:
-		if err := json.Unmarshal(data, &last); err != nil {
-			return last, false, fmt.Errorf("%s: %w", lastRunKey, err)
-		}
 	}
 	if since := started.Sub(last.Started); since >= 0 && since < time.Duration(a.Interval) {
 		return last, false, nil
@@ -454,11 +447,15 @@ func domainReportKey(domain string) string {
 }
 
 func (a *App) storeJSON(ctx context.Context, key string, v any) error {
+	return storeJSON(ctx, a.storage, key, v)
+}
+
+func storeJSON(ctx context.Context, storage certmagic.Storage, key string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return a.storage.Store(ctx, key, data)
+	return storage.Store(ctx, key, data)
 }
 
 // showRun sets the gauges of ready and not ready domains to what a run

@@ -1,11 +1,10 @@
 package caddymtasts
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"path"
 	"sync/atomic"
 	"time"
@@ -84,6 +83,7 @@ const (
 type pilot struct {
 	rules   autopilot.Config
 	primary *primary
+	backoff time.Duration // before the second try of an update, doubling
 	dryRun  bool
 	reports *reportStore
 	storage certmagic.Storage
@@ -94,10 +94,10 @@ type pilot struct {
 // newPilot sets up the autopilot; interval is the app's.
 func (o *Autopilot) newPilot(ctx caddy.Context, dnsTimeout, interval time.Duration) (*pilot, error) {
 	rules := autopilot.DefaultConfig()
-	rules.PromoteChecks = cmpOr(o.PromoteChecks, rules.PromoteChecks)
-	rules.PromoteAfter = cmpOr(time.Duration(o.PromoteAfter), rules.PromoteAfter)
-	rules.ReportDays = cmpOr(o.ReportDays, rules.ReportDays)
-	rules.ChangeInterval = cmpOr(time.Duration(o.ChangeInterval), rules.ChangeInterval)
+	rules.PromoteChecks = cmp.Or(o.PromoteChecks, rules.PromoteChecks)
+	rules.PromoteAfter = cmp.Or(time.Duration(o.PromoteAfter), rules.PromoteAfter)
+	rules.ReportDays = cmp.Or(o.ReportDays, rules.ReportDays)
+	rules.ChangeInterval = cmp.Or(time.Duration(o.ChangeInterval), rules.ChangeInterval)
 	if o.MinSessions != nil {
 		rules.MinSessions = *o.MinSessions
 	}
@@ -111,11 +111,11 @@ func (o *Autopilot) newPilot(ctx caddy.Context, dnsTimeout, interval time.Durati
 	if err != nil {
 		return nil, fmt.Errorf("autopilot: tsig_secret: %w", err)
 	}
-	p, err := newPrimary(o.Primary, dnsTimeout, o.TSIGKeyName, cmpOr(o.TSIGAlgorithm, "hmac-sha256"), secret)
+	p, err := newPrimary(o.Primary, dnsTimeout, o.TSIGKeyName, cmp.Or(o.TSIGAlgorithm, "hmac-sha256"), secret)
 	if err != nil {
 		return nil, fmt.Errorf("autopilot: %w", err)
 	}
-	pl := &pilot{rules: rules, primary: p, dryRun: o.DryRun, reports: newReportStore(ctx.Storage()),
+	pl := &pilot{rules: rules, primary: p, backoff: updateBackoff, dryRun: o.DryRun, reports: newReportStore(ctx.Storage()),
 		storage: ctx.Storage(), logger: ctx.Logger().Named("autopilot"), now: time.Now}
 	if o.CheckZone != "" {
 		if err := p.checkKey(ctx, o.CheckZone); errors.Is(err, errPrimaryUnreachable) {
@@ -126,14 +126,6 @@ func (o *Autopilot) newPilot(ctx caddy.Context, dnsTimeout, interval time.Durati
 		}
 	}
 	return pl, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // steering is the autopilot's part of one run of the checks.
@@ -189,7 +181,7 @@ func (s *steering) steer(ctx context.Context, report readiness.DomainReport) err
 	}
 	s.account(report.Domain, e, err)
 	h.Record(e)
-	return s.storeHistory(ctx, h)
+	return storeJSON(ctx, s.storage, historyKey(report.Domain), h)
 }
 
 var (
@@ -221,13 +213,9 @@ func (s *steering) checkClaim(ctx context.Context) error {
 	if s.claimLost.Load() {
 		return errClaimLost
 	}
-	data, err := s.storage.Load(ctx, lastRunKey)
-	if err != nil {
-		return fmt.Errorf("reading the run's claim: %w", err)
-	}
 	var current runRecord
-	if err := json.Unmarshal(data, &current); err != nil {
-		return fmt.Errorf("%s: %w", lastRunKey, err)
+	if _, err := loadJSON(ctx, s.storage, lastRunKey, &current); err != nil {
+		return fmt.Errorf("reading the run's claim: %w", err)
 	}
 	if !current.Started.Equal(s.claim) {
 		s.claimLost.Store(true)
@@ -252,7 +240,7 @@ func (s *steering) write(ctx context.Context, domain string, held heldSettings, 
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(updateBackoff << (try - 1)):
+			case <-time.After(s.backoff << (try - 1)):
 			}
 		}
 		if err = s.primary.update(ctx, held, record); !errors.Is(err, errPrimaryUnreachable) {
@@ -319,23 +307,6 @@ func failureReason(err error) string {
 // loadHistory returns the domain's history from storage, or a new one.
 func (s *steering) loadHistory(ctx context.Context, domain string) (*autopilot.History, error) {
 	h := &autopilot.History{Domain: domain}
-	data, err := s.storage.Load(ctx, historyKey(domain))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return h, nil
-	case err != nil:
-		return nil, err
-	}
-	if err := json.Unmarshal(data, h); err != nil {
-		return nil, fmt.Errorf("%s: %w", historyKey(domain), err)
-	}
-	return h, nil
-}
-
-func (s *steering) storeHistory(ctx context.Context, h *autopilot.History) error {
-	data, err := json.Marshal(h)
-	if err != nil {
-		return err
-	}
-	return s.storage.Store(ctx, historyKey(h.Domain), data)
+	_, err := loadJSON(ctx, s.storage, historyKey(domain), h)
+	return h, err
 }

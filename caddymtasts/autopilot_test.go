@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -283,5 +284,60 @@ func TestAutopilotStopsWhenTheClaimIsLost(t *testing.T) {
 	}
 	if failureReason(errClaimLost) != "claim_lost" {
 		t.Error("errClaimLost is not counted as claim_lost")
+	}
+}
+
+// An update the primary does not answer is tried updateAttempts times,
+// with backoff; after that, the run's later updates get one try each.
+func TestAutopilotRetriesAnUnreachablePrimary(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int64
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			conn.Close()
+		}
+	}()
+	t.Cleanup(func() { l.Close() })
+	p := &pilot{primary: newTestPrimary(t, l.Addr().String(), "k.", "c2VjcmV0"), backoff: time.Millisecond, now: time.Now}
+	s := p.startRun(time.Now())
+	held := heldSettings{name: "_mta-sts.example.test.", zone: "example.test."}
+	for _, want := range []int64{updateAttempts, updateAttempts + 1} {
+		err := s.write(context.Background(), "example.test", held, autopilot.Demote)
+		if !errors.Is(err, errPrimaryUnreachable) || failureReason(err) != "unreachable" || accepted.Load() != want {
+			t.Errorf("%v after %d connections, want errPrimaryUnreachable after %d", err, accepted.Load(), want)
+		}
+	}
+}
+
+// An update applied by the primary whose answer was lost fails on its
+// prerequisite when tried again; the record then is the one meant, and
+// the change counts as written. A record another writer made is no such
+// success.
+func TestAutopilotWriteWhoseAnswerWasLost(t *testing.T) {
+	k := startKnot(t, "", map[string]string{"primary.test": primaryZone}, "")
+	p := &pilot{primary: newTestPrimary(t, k.addr, k.key, k.secret), backoff: time.Millisecond, now: time.Now}
+	s := p.startRun(time.Now())
+	ctx := context.Background()
+	for domain, action := range map[string]autopilot.Action{"none.primary.test": autopilot.Promote, "raced.primary.test": autopilot.Demote} {
+		held, err := p.primary.read(ctx, domain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The first try, applied; its answer never came.
+		if err := p.primary.update(ctx, held, autopilot.RecordFor(autopilot.Promote)); err != nil {
+			t.Fatal(err)
+		}
+		err = s.write(ctx, domain, held, action)
+		if written := action == autopilot.Promote; (err == nil) != written || !written && !errors.Is(err, errChangedMeanwhile) {
+			t.Errorf("%s %s again: %v", action, domain, err)
+		}
 	}
 }
