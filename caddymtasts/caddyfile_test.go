@@ -236,6 +236,12 @@ func TestAdaptCaddyfileExample(t *testing.T) {
 		t.Fatal("the local variant has no global options block")
 	}
 	local = uncomment("# {\n" + local)
+	before, autopilot, found := strings.Cut(string(example), "\t\t# autopilot {\n")
+	autopilot, after, found2 := strings.Cut(autopilot, "\t\t# }\n")
+	if !found || !found2 {
+		t.Fatal("Caddyfile.example has no autopilot block, commented out, in the mta_sts app")
+	}
+	autopilot = before + "\t\tautopilot {\n" + strings.ReplaceAll(autopilot, "\t\t# ", "\t\t") + "\t\t}\n" + after
 
 	for name, tc := range map[string]struct {
 		caddyfile string
@@ -249,6 +255,9 @@ func TestAdaptCaddyfileExample(t *testing.T) {
 		}},
 		"local": {local, []string{
 			`"handler":"mta_sts"`, `"module":"mta_sts"`, `"on_demand":true`, `"module":"internal"`,
+		}},
+		"autopilot": {autopilot, []string{
+			`"autopilot":{"primary":"192.0.2.1","tsig_key_name":"autopilot.provider.example","tsig_secret":"{env.MTA_STS_TSIG_SECRET}","check_zone":"provider.example","dry_run":true}`,
 		}},
 	} {
 		got, warnings, err := adapt(t, tc.caddyfile)
