@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/ecdsa"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"strings"
@@ -24,15 +26,17 @@ var templates = template.Must(template.Must(template.New("").Funcs(template.Func
 
 // configData is what the templates refer to.
 type configData struct {
-	DNS, Resolver, Cache, Web, OwnerWeb string
-	MaxAge                              int
-	Work, PebbleDir, KeyBase            string
+	DNS, Resolver, Cache, Web, OwnerWeb, Primary string
+	MaxAge                                       int
+	Work, PebbleDir, KeyBase                     string
+	TSIGKey, TSIGSecret                          string // the autopilot's key on the primary
 }
 
 func (s *suite) configData() configData {
 	return configData{
-		DNS: dnsAddr, Resolver: resolverAddr, Cache: cacheAddr, Web: webAddr, OwnerWeb: ownerWebAddr,
+		DNS: dnsAddr, Resolver: resolverAddr, Cache: cacheAddr, Web: webAddr, OwnerWeb: ownerWebAddr, Primary: autopilotPrimaryAddr,
 		MaxAge: maxAge, Work: s.work, PebbleDir: s.pebbleDir, KeyBase: s.keyBase,
+		TSIGKey: exampleTSIGKey, TSIGSecret: s.tsigSecret,
 	}
 }
 
@@ -72,7 +76,7 @@ func (s *suite) writeZone(t *testing.T, zone string, z zoneData) {
 // writeConfigs writes the zones, the DNSSEC key of signed.test and the
 // configs of every daemon.
 func (s *suite) writeConfigs(t *testing.T) {
-	for _, dir := range []string{"zones", "keys", "unbound", "unbound-sender", "caddy-home", "caddy-cached-home"} {
+	for _, dir := range []string{"zones", "keys", "unbound", "unbound-sender", "caddy-home", "caddy-cached-home", "knot", "knot/db", "knot/zones"} {
 		if err := os.Mkdir(s.path(dir), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -85,10 +89,17 @@ func (s *suite) writeConfigs(t *testing.T) {
 	s.writeZone(t, "customers.test", movingStart)
 	s.makeKey(t, "signed.test.")
 	s.mxCA = newMXCA(t, s.path(mxCAFile))
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	s.tsigSecret = base64.StdEncoding.EncodeToString(secret)
 	data := s.configData()
+	render(t, templates, "autopilot.test.zone.tmpl", zoneData{}, s.path("knot", "zones", "autopilot.test.zone"))
+	render(t, templates, "knot.conf.tmpl", data, s.path("knot.conf"))
 	render(t, templates, "Corefile.tmpl", data, s.path("Corefile"))
 	render(t, templates, "unbound.conf.tmpl", data, s.path("unbound.conf"))
 	s.writeCaddyfile(t, "Caddyfile", caddyVariant{admin: adminAddr, handlerServer: dnsAddr, dashboardPort: dashboardPort})
+	// The same with Caddyfile.example's autopilot, for the primary.
+	s.writeCaddyfile(t, "Caddyfile.autopilot", caddyVariant{admin: adminAddr, handlerServer: dnsAddr, dashboardPort: dashboardPort, autopilot: true})
 	// The same Caddy on other ports, asking the caching server block for
 	// policies (and the authoritative one for permissions).
 	s.writeCaddyfile(t, "Caddyfile.cached", caddyVariant{admin: "off", httpPort: 8080, httpsPort: 8443, handlerServer: cacheAddr, dashboardPort: dashboardPort + 1})
@@ -133,6 +144,7 @@ type caddyVariant struct {
 	bind                string // the address of every listener (default_bind); all if empty
 	acme                string // the ACME directory's host:port; pebbleACME if empty
 	dashboardPort       int    // the port of the staff's dashboard site (bound to bind, or webAddr); dashboardPort if 0
+	autopilot           bool   // the app's autopilot, uncommented, for the suite's primary
 }
 
 // exampleServers is the servers line of Caddyfile.example, in the
@@ -146,6 +158,22 @@ const (
 	exampleInterval = "interval 24h"
 	mxCAFile        = "mx-ca.pem"
 )
+
+// The autopilot block of Caddyfile.example, commented out there. The
+// suite's uncomments it, points it at Knot with autopilot.test as the
+// zone its key is checked on, and has it act, at once, on short periods:
+// two passing checks a second apart and one successful session in the
+// TLS reports of two days promote; a change may follow a second after
+// the last.
+const (
+	exampleAutopilot = "# autopilot {"
+	examplePrimary   = "primary 192.0.2.1"
+	exampleCheckZone = "check_zone provider.example"
+	exampleDryRun    = "dry_run"
+	exampleTSIGKey   = "autopilot.provider.example"
+)
+
+var autopilotPeriods = []string{"promote_checks 2", "promote_after 1s", "report_days 2", "min_sessions 1", "change_interval 1s"}
 
 // The report site of Caddyfile.example and of the suite: the host of the
 // https rua in the Corefile.
@@ -194,8 +222,14 @@ func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 	}
 	var out []string
 	block, replaced, globalsAt, inGlobals := "", 0, -1, false
+	autopilotLines, inAutopilot := 0, false
 	for _, line := range strings.Split(string(example), "\n") {
 		trimmed := strings.TrimSpace(line)
+		if v.autopilot && (inAutopilot || trimmed == exampleAutopilot) {
+			line, inAutopilot, autopilotLines = autopilotLine(line, autopilotLines)
+			out = append(out, line)
+			continue
+		}
 		switch {
 		case trimmed == "{" && globalsAt < 0:
 			globalsAt, inGlobals = len(out), true
@@ -236,7 +270,31 @@ func (s *suite) writeCaddyfile(t *testing.T, name string, v caddyVariant) {
 		t.Fatalf("Caddyfile.example changed shape: global options at line %d, %d of 11 lines found "+
 			"(5 servers lines, the app's interval and webhook, the report site, the dashboard's site, bind and user)", globalsAt+1, replaced)
 	}
+	if v.autopilot && autopilotLines != 5 {
+		t.Fatalf("Caddyfile.example's autopilot block changed shape: %d of 5 lines found (its start and end, primary, check_zone, dry_run)", autopilotLines)
+	}
 	if err := os.WriteFile(s.path(name), []byte(strings.Join(out, "\n")), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// autopilotLine uncomments a line of Caddyfile.example's autopilot block
+// and makes it the suite's, counting the lines it changes: it returns the
+// line, whether the block goes on after it, and the count.
+func autopilotLine(line string, changed int) (string, bool, int) {
+	indent, rest, _ := strings.Cut(line, "# ")
+	switch strings.TrimSpace(rest) {
+	case "}":
+		return indent + rest, false, changed + 1
+	case examplePrimary:
+		rest = "\tprimary " + autopilotPrimaryAddr
+	case exampleCheckZone:
+		rest = "\tcheck_zone autopilot.test"
+	case exampleDryRun:
+		rest = "\t" + strings.Join(autopilotPeriods, "\n"+indent+"\t")
+	case strings.TrimPrefix(exampleAutopilot, "# "):
+	default:
+		return indent + rest, true, changed
+	}
+	return indent + rest, true, changed + 1
 }

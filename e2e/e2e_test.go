@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/miekg/dns"
 )
 
 // TestEndToEnd runs the scenarios in order, one file each; each builds on
@@ -20,6 +18,7 @@ func TestEndToEnd(t *testing.T) {
 	s := newSuite(t)
 	runSteps(t, s, []step{
 		{"setup: the namespace, the binaries, zones, key and configs", setup},
+		{"start knot, the hidden primary of autopilot.test", startAutopilotPrimary},
 		{"start coredns", startCoreDNS},
 		{"apex mail domain example.test: id, policy lines, policy host", testApex},
 		{"sub-domain mail domain sub.example.test has its own policy", testSubdomain},
@@ -43,6 +42,7 @@ func TestEndToEnd(t *testing.T) {
 		{"a caddy asking a caching CoreDNS never serves a stale policy during an MX change", testCacheInFront},
 		{"per-domain settings from the zone: enforce, extra mx, none, invalid, off", testSettings},
 		{"moving MX hosts under enforce: refused in both cache windows alone, delivered with the procedure", testMovingMX},
+		{"autopilot: promoted to enforce on the evidence, demoted when the MX certificate expires, through the primary", testAutopilot},
 		{"all daemons still running", testAllRunning},
 		{"fail closed: with coredns stopped, 503 for the policy, no certificate for a new name", testFailClosed},
 	})
@@ -73,8 +73,8 @@ func checkNamespace(t *testing.T, s *suite) {
 	}
 	s.expect(t, "resolv.conf in the namespace", strings.TrimSpace(string(resolv)), "nameserver "+dnsAddr)
 	var versions []string
-	for _, cmd := range [][]string{{"coredns", "-version"}, {"caddy", "version"}, {"pebble", "-version"}} {
-		out, err := exec.Command(s.bin+"/"+cmd[0], cmd[1:]...).CombinedOutput()
+	for _, cmd := range [][]string{{s.bin + "/coredns", "-version"}, {s.bin + "/caddy", "version"}, {s.bin + "/pebble", "-version"}, {"knotd", "--version"}} {
+		out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s: %v: %s", cmd[0], err, out)
 		}
@@ -85,13 +85,18 @@ func checkNamespace(t *testing.T, s *suite) {
 	s.ok(t, "binaries: %s", strings.Join(versions, "; "))
 }
 
+// startAutopilotPrimary starts Knot, the hidden primary of autopilot.test;
+// our CoreDNS, its secondary, transfers the zone when it starts.
+func startAutopilotPrimary(t *testing.T, s *suite) {
+	s.start(t, "knot", nil, "knotd", "-c", s.path("knot.conf"))
+	s.waitUntil(t, "knot", 20*time.Second, func() error { return soaServed(autopilotPrimaryAddr, "autopilot.test") })
+	s.ok(t, "answering on %s:53 for autopilot.test", autopilotPrimaryAddr)
+}
+
 func startCoreDNS(t *testing.T, s *suite) {
 	s.start(t, "coredns", nil, s.bin+"/coredns", "-conf", s.path("Corefile"))
-	for _, zone := range []string{"example.test", "signed.test"} {
-		s.waitUntil(t, "coredns", 20*time.Second, func() error {
-			_, err := ask(dnsAddr, zone, dns.TypeSOA, false)
-			return err
-		})
+	for _, zone := range []string{"example.test", "signed.test", "autopilot.test"} {
+		s.waitUntil(t, "coredns", 20*time.Second, func() error { return soaServed(dnsAddr, zone) })
 	}
 	s.ok(t, "answering on %s:53", dnsAddr)
 }

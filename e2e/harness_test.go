@@ -44,6 +44,9 @@ type suite struct {
 
 	// The password of the dashboard's user, and its bcrypt hash.
 	dashboardPassword, dashboardHash string
+	// The secret of the autopilot's TSIG key: in Knot's config, and in
+	// Caddy's environment (MTA_STS_TSIG_SECRET, as Caddyfile.example has it).
+	tsigSecret string
 }
 
 // newSuite reads what e2e/run prepared from the environment; without it the

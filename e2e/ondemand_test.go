@@ -96,7 +96,8 @@ func (s *suite) startCaddy(t *testing.T, name, caddyfile string, httpsPort int) 
 func (s *suite) startCaddyAt(t *testing.T, name, caddyfile, addr string, httpsPort int) {
 	t.Helper()
 	home := s.path(name + "-home")
-	s.start(t, name, []string{"HOME=" + home, "XDG_DATA_HOME=" + home, "XDG_CONFIG_HOME=" + home, "MTA_STS_WEBHOOK_SECRET=" + hooksSecret},
+	s.start(t, name, []string{"HOME=" + home, "XDG_DATA_HOME=" + home, "XDG_CONFIG_HOME=" + home,
+		"MTA_STS_WEBHOOK_SECRET=" + hooksSecret, "MTA_STS_TSIG_SECRET=" + s.tsigSecret},
 		s.bin+"/caddy", "run", "--config", s.path(caddyfile), "--adapter", "caddyfile")
 	s.waitUntil(t, name, 20*time.Second, func() error {
 		c, err := net.Dial("tcp", net.JoinHostPort(addr, fmt.Sprint(httpsPort)))

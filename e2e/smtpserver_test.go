@@ -40,7 +40,7 @@ func startMXServer(t *testing.T, ip string, cert tls.Certificate) *mxServer {
 		t.Fatal(err)
 	}
 	m := &mxServer{listener: l, tls: &tls.Config{Certificates: []tls.Certificate{cert}}}
-	t.Cleanup(func() { l.Close(); m.running.Wait() })
+	t.Cleanup(m.stop)
 	m.running.Go(func() {
 		for {
 			conn, err := l.Accept()
@@ -51,6 +51,13 @@ func startMXServer(t *testing.T, ip string, cert tls.Certificate) *mxServer {
 		}
 	})
 	return m
+}
+
+// stop closes the listener and waits for the connections to end; a
+// second stop does nothing more.
+func (m *mxServer) stop() {
+	m.listener.Close()
+	m.running.Wait()
 }
 
 func (m *mxServer) serve(conn net.Conn) {

@@ -26,10 +26,10 @@ func testTLSRPT(t *testing.T, s *suite) {
 	url := reportURL(t, "example.test")
 	s.ok(t, "the https rua of _smtp._tls.example.test: %s", url)
 	day := time.Now().UTC().AddDate(0, 0, -1).Format(time.DateOnly)
-	report := tlsReport("example.test", day)
+	report := tlsReport("example.test", day, true)
 	s.expect(t, "POST the report, gzip", s.curlPost(t, url, report), "201")
 	s.expect(t, "POST it again, as a sender retrying", s.curlPost(t, url, report), "200")
-	s.expect(t, "POST a report about nomail.test (not managed)", s.curlPost(t, url, tlsReport("nomail.test", day)), "403")
+	s.expect(t, "POST a report about nomail.test (not managed)", s.curlPost(t, url, tlsReport("nomail.test", day, true)), "403")
 
 	answer := adminSummaries(t, "example.test")
 	s.expect(t, "days in the summary of example.test", len(answer.Days), 1)
@@ -75,8 +75,16 @@ func reportURL(t *testing.T, domain string) string {
 }
 
 // tlsReport is a report about domain on day, as a sender writes it: 120
-// sessions went well, 3 failed, and its failure details account for all 3.
-func tlsReport(domain, day string) []byte {
+// sessions went well and, withFailures, 3 failed, which its failure
+// details account for.
+func tlsReport(domain, day string, withFailures bool) []byte {
+	failed, details := 0, "[]"
+	if withFailures {
+		failed, details = 3, fmt.Sprintf(`[
+      {"result-type": "certificate-expired", "sending-mta-ip": "192.0.2.25", "receiving-mx-hostname": "mx1.%[1]s", "failed-session-count": 2},
+      {"result-type": "starttls-not-supported", "sending-mta-ip": "192.0.2.26", "receiving-mx-hostname": "mx1.%[1]s", "failed-session-count": 1}
+    ]`, domain)
+	}
 	return fmt.Appendf(nil, `{
   "organization-name": "e2e-sender.test",
   "date-range": {"start-datetime": "%[2]sT00:00:00Z", "end-datetime": "%[2]sT23:59:59Z"},
@@ -89,13 +97,10 @@ func tlsReport(domain, day string) []byte {
       "policy-domain": "%[1]s",
       "mx-host": ["mx1.%[1]s"]
     },
-    "summary": {"total-successful-session-count": 120, "total-failure-session-count": 3},
-    "failure-details": [
-      {"result-type": "certificate-expired", "sending-mta-ip": "192.0.2.25", "receiving-mx-hostname": "mx1.%[1]s", "failed-session-count": 2},
-      {"result-type": "starttls-not-supported", "sending-mta-ip": "192.0.2.26", "receiving-mx-hostname": "mx1.%[1]s", "failed-session-count": 1}
-    ]
+    "summary": {"total-successful-session-count": 120, "total-failure-session-count": %[3]d},
+    "failure-details": %[4]s
   }]
-}`, domain, day)
+}`, domain, day, failed, details)
 }
 
 // curlPost posts report, gzipped, to url with curl, which resolves the host
