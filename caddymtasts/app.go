@@ -159,10 +159,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if _, err = readiness.New(cfg); err != nil { // checks the options now rather than at the first run
 		return err
 	}
-	if a.Autopilot != nil {
-		a.pilot, err = a.Autopilot.newPilot(ctx, a.source.timeout, time.Duration(a.Interval))
+	if a.Autopilot == nil {
+		return nil
 	}
-	return err
+	if a.pilot, err = a.Autopilot.newPilot(ctx, a.source.timeout, time.Duration(a.Interval)); err != nil {
+		return err
+	}
+	a.pilot.emit = a.emit
+	return nil
 }
 
 // Validate checks the interval and the events' options; readiness.New

@@ -15,6 +15,7 @@ import (
 
 	"github.com/coredns-mtasts/mtasts/caddymtasts/autopilot"
 	"github.com/coredns-mtasts/mtasts/caddymtasts/readiness"
+	"github.com/coredns-mtasts/mtasts/policy"
 )
 
 // Autopilot configures the autopilot of the mta_sts app. After each run of
@@ -89,6 +90,8 @@ type pilot struct {
 	storage certmagic.Storage
 	logger  *zap.Logger
 	now     func() time.Time
+	// Stores an event and queues its delivery: the app's emit.
+	emit func(context.Context, event) error
 }
 
 // newPilot sets up the autopilot; interval is the app's.
@@ -141,9 +144,10 @@ func (p *pilot) startRun(claim time.Time) *steering {
 }
 
 // steer decides about the domain of report, just checked and stored, makes
-// the change, and records the decision with its evidence in the domain's
-// history. It returns an error only when the storage fails, which stops
-// the run as a report it cannot store does.
+// the change, records the decision with its evidence in the domain's
+// history, and a change written as an event for the customer. It returns
+// an error only when the storage fails, which stops the run as a report
+// it cannot store does.
 func (s *steering) steer(ctx context.Context, report readiness.DomainReport) error {
 	h, err := s.loadHistory(ctx, report.Domain)
 	if err != nil {
@@ -158,20 +162,7 @@ func (s *steering) steer(ctx context.Context, report readiness.DomainReport) err
 	}
 	in.Reports.Days = s.rules.ReportDays
 	e := autopilot.Entry{At: now, Evidence: autopilot.Evidence{Check: check, Streak: h.Streak, Reports: in.Reports}}
-	e.Decision = s.rules.Decide(h, in)
-	var held heldSettings
-	if e.Action == autopilot.Blocked && in.Settings == autopilot.SettingsUnread {
-		// The evidence calls for a change: who wrote the settings record
-		// decides whether the autopilot may make it.
-		if held, err = s.primary.read(ctx, report.Domain); err != nil {
-			err = fmt.Errorf("%w: %w", errSettingsUnread, err)
-			e.Outcome, e.Error = autopilot.Failed, err.Error()
-		} else {
-			in.Settings, in.RecordMode = held.who, held.mode
-			e.Evidence.Settings = held.who
-			e.Decision = s.rules.Decide(h, in)
-		}
-	}
+	held, err := s.decide(ctx, report.Domain, h, in, &e)
 	if e.Action == autopilot.Promote || e.Action == autopilot.Demote {
 		e.Record = autopilot.RecordFor(e.Action)
 		e.Outcome, err = s.change(ctx, report.Domain, held, e.Action)
@@ -180,8 +171,63 @@ func (s *steering) steer(ctx context.Context, report readiness.DomainReport) err
 		}
 	}
 	s.account(report.Domain, e, err)
+	lastChange := h.LastChange
 	h.Record(e)
-	return storeJSON(ctx, s.storage, historyKey(report.Domain), h)
+	if err := storeJSON(ctx, s.storage, historyKey(report.Domain), h); err != nil || e.Outcome != autopilot.Written {
+		return err
+	}
+	return s.emit(ctx, changeEvent(report.Domain, e, held, lastChange))
+}
+
+// decide sets e's decision. The evidence decides first; only when it
+// calls for a change is the settings record read from the primary, and
+// who wrote it decides whether the change may be made. A record that
+// cannot be read fails the change (e's outcome, and the error).
+func (s *steering) decide(ctx context.Context, domain string, h *autopilot.History, in autopilot.Input, e *autopilot.Entry) (heldSettings, error) {
+	e.Decision = s.rules.Decide(h, in)
+	if e.Action != autopilot.Blocked || in.Settings != autopilot.SettingsUnread {
+		return heldSettings{}, nil
+	}
+	held, err := s.primary.read(ctx, domain)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", errSettingsUnread, err)
+		e.Outcome, e.Error = autopilot.Failed, err.Error()
+		return held, err
+	}
+	in.Settings, in.RecordMode = held.who, held.mode
+	e.Evidence.Settings = held.who
+	e.Decision = s.rules.Decide(h, in)
+	return held, nil
+}
+
+// modeState is the mode of a domain and the settings record that sets
+// it, before and after the autopilot changed them: a promoted or demoted
+// event's before and after.
+type modeState struct {
+	Mode   policy.Mode `json:"mode"`
+	Record string      `json:"settings_record"` // the autopilot's, or "" for none
+	// Before only: when the autopilot last changed the domain, if ever.
+	Since time.Time `json:"since,omitzero"`
+}
+
+// changeEvent is the event of a change e the autopilot wrote over held,
+// the domain's last change before it at lastChange. Its id is the same on
+// every node that writes the same change, and differs from that of the
+// same change made again later.
+func changeEvent(domain string, e autopilot.Entry, held heldSettings, lastChange time.Time) event {
+	before := modeState{Mode: e.Evidence.Check.Mode, Since: lastChange}
+	if held.who == autopilot.SettingsAutopilot {
+		before.Record = policy.Settings{Mode: held.mode, By: policy.ByAutopilot}.String()
+	}
+	ev := event{
+		Type: eventPromoted, Domain: domain, Time: e.At, Mode: e.Action.Mode(), Reason: e.Reason,
+		Before: before, After: modeState{Mode: e.Action.Mode(), Record: e.Record},
+	}
+	if e.Action == autopilot.Demote {
+		ev.Type = eventDemoted
+	}
+	ev.ID = transitionID(ev)
+	return ev
 }
 
 var (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -206,6 +207,9 @@ func TestAutopilotPromotesAndDemotesThroughThePrimary(t *testing.T) {
 	if total(t, autopilotChanges.WithLabelValues("would_promote")) <= wouldPromote {
 		t.Error("dry run: no would_promote counted")
 	}
+	if e := changeEvents(t, storage, "good.readiness.test"); len(e) != 0 {
+		t.Errorf("dry run: events %+v", e)
+	}
 
 	// For real: the same config without dry_run.
 	promotions, demotions := total(t, autopilotChanges.WithLabelValues("promote")), total(t, autopilotChanges.WithLabelValues("demote"))
@@ -223,6 +227,17 @@ func TestAutopilotPromotesAndDemotesThroughThePrimary(t *testing.T) {
 	}
 	if got := total(t, autopilotChanges.WithLabelValues("demote")); got != demotions+1 {
 		t.Errorf("autopilot_changes_total{action=demote} rose by %v, want 1", got-demotions)
+	}
+
+	// Each change written is an event for the customer, with its reason
+	// and the mode and settings record before and after.
+	for domain, want := range map[string]string{
+		"good.readiness.test": `promoted: {"mode":"testing","settings_record":""} -> {"mode":"enforce","settings_record":"v=STSCFG1; mode=enforce; by=autopilot"}`,
+		"bad.readiness.test":  `demoted: {"mode":"enforce","settings_record":"v=STSCFG1; mode=enforce; by=autopilot"} -> {"mode":"testing","settings_record":"v=STSCFG1; mode=testing; by=autopilot"}`,
+	} {
+		if events := changeEvents(t, storage, domain); len(events) != 1 || events[0] != want {
+			t.Errorf("%s: events %q, want %q", domain, events, want)
+		}
 	}
 
 	// Explicit settings win: blocked, every run, and never written.
@@ -339,5 +354,47 @@ func TestAutopilotWriteWhoseAnswerWasLost(t *testing.T) {
 		if written := action == autopilot.Promote; (err == nil) != written || !written && !errors.Is(err, errChangedMeanwhile) {
 			t.Errorf("%s %s again: %v", action, domain, err)
 		}
+	}
+}
+
+// changeEvents are the promoted and demoted events stored for domain,
+// each as "TYPE: BEFORE -> AFTER" in JSON, with a reason.
+func changeEvents(t *testing.T, storage, domain string) []string {
+	t.Helper()
+	events, err := (&eventStore{storage: &certmagic.FileStorage{Path: storage}}).events(context.Background(), domain, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, e := range events {
+		if e.Type != eventPromoted && e.Type != eventDemoted {
+			continue
+		}
+		before, _ := json.Marshal(e.Before)
+		after, _ := json.Marshal(e.After)
+		if e.Reason == "" || e.Mode != policy.Mode(strings.Split(string(after), `"`)[3]) {
+			t.Errorf("%s: event %+v: no reason, or a mode not the one written", domain, e)
+		}
+		found = append(found, fmt.Sprintf("%s: %s -> %s", e.Type, before, after))
+	}
+	return found
+}
+
+// The event of a change has the same id wherever it is written, and
+// another when the same change is made again after another.
+func TestChangeEventIDs(t *testing.T) {
+	at := time.Date(2026, 3, 1, 3, 0, 0, 0, time.UTC)
+	entry := func(at time.Time) autopilot.Entry {
+		e := autopilot.Entry{At: at, Decision: autopilot.Decision{Action: autopilot.Demote, Reason: "mx: expired"},
+			Record: autopilot.RecordFor(autopilot.Demote), Outcome: autopilot.Written}
+		e.Evidence.Check.Mode = policy.ModeEnforce
+		return e
+	}
+	held := heldSettings{who: autopilot.SettingsAutopilot, mode: policy.ModeEnforce}
+	first := changeEvent("example.com", entry(at), held, at.AddDate(0, 0, -20))
+	sameOnAnotherNode := changeEvent("example.com", entry(at.Add(time.Second)), held, at.AddDate(0, 0, -20))
+	again := changeEvent("example.com", entry(at.AddDate(0, 0, 30)), held, at.AddDate(0, 0, 15))
+	if first.ID != sameOnAnotherNode.ID || first.ID == again.ID || first.Type != eventDemoted || first.Mode != policy.ModeTesting {
+		t.Errorf("events %+v, %+v, %+v", first, sameOnAnotherNode, again)
 	}
 }

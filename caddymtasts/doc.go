@@ -19,7 +19,11 @@
 //     demand. What changed from one run to the next (a domain's policy,
 //     an MX host's TLS) and the certificates of mta-sts.D that failed
 //     become events, kept in the storage and posted to a signed webhook;
-//     admin.api.mta_sts_events serves them.
+//     admin.api.mta_sts_events serves them. Its autopilot moves each
+//     domain to enforce when the evidence says it is safe, and back to
+//     testing when a sender would refuse a host, by writing the domain's
+//     settings record into the hidden primary with a TSIG-signed DNS
+//     UPDATE (package autopilot decides).
 //   - http.handlers.mta_sts_dashboard shows the provider's staff every
 //     domain the storage knows, with its policy from DNS, certificate,
 //     TLS reports and readiness, as HTML and JSON; the policy handler

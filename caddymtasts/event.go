@@ -13,7 +13,7 @@ import (
 )
 
 // eventType names what an event tells. Receivers should ignore types they
-// do not know: the autopilot will add promoted and demoted.
+// do not know: more will come.
 type eventType string
 
 const (
@@ -28,6 +28,11 @@ const (
 	eventMXTLSRecovered eventType = "mx_tls_recovered"
 	// The certificate of mta-sts.D could not be obtained or renewed.
 	eventCertificateProblem eventType = "certificate_problem"
+	// The autopilot moved the domain to mode enforce, or back to testing
+	// (autopilot.go): a change of the policy made for the customer, who
+	// should hear of it and why.
+	eventPromoted eventType = "promoted"
+	eventDemoted  eventType = "demoted"
 )
 
 // Severities of the problem events.
@@ -52,10 +57,14 @@ type event struct {
 	// "STARTTLS not offered ...", "certificate expires in 9 days ...".
 	Problem string `json:"problem,omitempty"`
 	// The mode of the domain's policy when the event was seen: under
-	// enforce, a failure means refused mail.
-	Mode   policy.Mode `json:"mode,omitempty"`
-	Before any         `json:"before"`
-	After  any         `json:"after"`
+	// enforce, a failure means refused mail. For promoted and demoted,
+	// the mode the autopilot wrote.
+	Mode policy.Mode `json:"mode,omitempty"`
+	// promoted, demoted: why the autopilot changed the mode, with its
+	// evidence in words.
+	Reason string `json:"reason,omitempty"`
+	Before any    `json:"before"`
+	After  any    `json:"after"`
 	// policy_changed: the mx patterns that appeared and disappeared.
 	MXAdded   []string `json:"mx_added,omitempty"`
 	MXRemoved []string `json:"mx_removed,omitempty"`
