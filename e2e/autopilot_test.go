@@ -52,7 +52,8 @@ type autopilotEntry struct {
 // enforce with a new id. Then the MX host's certificate is swapped for an
 // expired one: the autopilot demotes the domain, and the sender sees
 // testing with a new id. The seconds from the swap to the demotion
-// published by our CoreDNS are measured.
+// published by our CoreDNS are measured. Both changes are events, posted
+// to the provider's webhook.
 func testAutopilot(t *testing.T, s *suite) {
 	now := time.Now().Truncate(time.Second)
 	mx := startMXServer(t, autopilotMXAddr, s.mxCA.issue(t, "mx.autopilot.test", now.Add(-time.Hour), now.Add(24*time.Hour)))
@@ -94,6 +95,15 @@ func testAutopilot(t *testing.T, s *suite) {
 	s.expect(t, "the demotion in the audit trail", fmt.Sprintf("%s %s: %v", demoted.Outcome, demoted.Record,
 		strings.Contains(demoted.Reason, "mx.autopilot.test: certificate expired at ")),
 		"written v=STSCFG1; mode=testing; by=autopilot: true")
+	for _, typ := range []string{"promoted", "demoted"} {
+		e := s.waitForDelivery(t, typ, "autopilot.test").event
+		s.expect(t, typ+" posted to the provider's webhook, signed: before, after, why",
+			fmt.Sprintf("%s %q -> %s %q: %v", e.Before.Mode, e.Before.Record, e.After.Mode, e.After.Record, e.Reason != ""),
+			map[string]string{
+				"promoted": `testing "" -> enforce "v=STSCFG1; mode=enforce; by=autopilot": true`,
+				"demoted":  `enforce "v=STSCFG1; mode=enforce; by=autopilot" -> testing "v=STSCFG1; mode=testing; by=autopilot": true`,
+			}[typ])
+	}
 	changes := counts(t, "caddy_mta_sts_autopilot_changes_total")
 	s.expect(t, "caddy_mta_sts_autopilot_changes_total: promote, demote", changes["promote"]+" "+changes["demote"], "1 1")
 	s.expect(t, "caddy_mta_sts_autopilot_failures_total", fmt.Sprint(counts(t, "caddy_mta_sts_autopilot_failures_total")), "map[]")

@@ -60,17 +60,21 @@ type hookEvent struct {
 	Host     string     `json:"host"`
 	Severity string     `json:"severity"`
 	Problem  string     `json:"problem"`
+	Reason   string     `json:"reason"` // promoted, demoted
 	Before   *hookState `json:"before"`
 	After    *hookState `json:"after"`
 	Added    []string   `json:"mx_added"`
 	Removed  []string   `json:"mx_removed"`
 }
 
-// hookState is a policy (policy_changed) or a host's state (mx_tls_*).
+// hookState is a policy (policy_changed), a host's state (mx_tls_*), or
+// a mode and settings record (promoted, demoted).
 type hookState struct {
 	PolicyID string   `json:"policy_id"`
 	MX       []string `json:"mx"`
 	State    string   `json:"state"`
+	Mode     string   `json:"mode"`
+	Record   string   `json:"settings_record"`
 }
 
 func startHookReceiver(t *testing.T, s *suite) {
