@@ -18,10 +18,10 @@ import (
 	"github.com/coredns-mtasts/mtasts/policy"
 )
 
-// Autopilot configures the autopilot of the mta_sts app. After each run of
-// the readiness checks, the node that ran them decides for each domain
-// checked (package autopilot) whether it moves to mode enforce or back to
-// testing, and writes its settings record, "v=STSCFG1; mode=...;
+// Autopilot configures the autopilot of the mta_sts app. In each run of
+// the readiness checks, right after each domain's check, the node that
+// runs them decides (package autopilot) whether the domain moves to mode
+// enforce or back to testing, and writes its settings record, "v=STSCFG1; mode=...;
 // by=autopilot", into the provider's hidden primary with a DNS UPDATE
 // signed with TSIG. It changes only domains without a settings record or
 // with its own; a customer's or operator's record always wins.
