@@ -14,6 +14,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 	"github.com/caddyserver/certmagic"
+
+	"github.com/coredns-mtasts/mtasts/caddymtasts/autopilot"
 )
 
 func init() {
@@ -256,7 +258,20 @@ type domainDetail struct {
 	Days       []dayReport  `json:"tls_report_days"`
 	Events     []event      `json:"events"` // the mta_sts app's events kept, oldest first
 	Chart      sessionChart `json:"-"`
-	Now        time.Time    `json:"now"`
+	// What the mta_sts app's autopilot decided about the domain, with the
+	// evidence: its history in the storage, if it has one.
+	Autopilot *autopilot.History `json:"autopilot,omitempty"`
+	Now       time.Time          `json:"now"`
+}
+
+// AutopilotEntries are the autopilot's decisions, newest first.
+func (d domainDetail) AutopilotEntries() []autopilot.Entry {
+	if d.Autopilot == nil {
+		return nil
+	}
+	entries := slices.Clone(d.Autopilot.Entries)
+	slices.Reverse(entries)
+	return entries
 }
 
 // dayReport is what a day's TLS reports said about a domain.
@@ -299,6 +314,12 @@ func (d *Dashboard) serveDomain(w http.ResponseWriter, r *http.Request, name str
 	now := time.Now()
 	detail := domainDetail{domainStatus: row, PolicyText: row.Policy.text, Days: []dayReport{}, Events: events,
 		Chart: newSessionChart(summaries, now), Now: now}
+	var history autopilot.History
+	if found, err := loadJSON(ctx, d.storage, historyKey(domain), &history); err != nil {
+		detail.Errors = append(detail.Errors, err.Error())
+	} else if found {
+		detail.Autopilot = &history
+	}
 	for _, s := range summaries {
 		detail.Days = append(detail.Days, dayReport{
 			Day: s.Day, Reports: s.Reports, Successful: s.SuccessfulSessions, Failed: s.FailedSessions,

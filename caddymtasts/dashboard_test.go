@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
 
+	"github.com/coredns-mtasts/mtasts/caddymtasts/autopilot"
 	"github.com/coredns-mtasts/mtasts/caddymtasts/internal/reporttest"
 	"github.com/coredns-mtasts/mtasts/caddymtasts/readiness"
 )
@@ -378,5 +379,51 @@ func TestAdaptRejectsDashboardOptions(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Caddyfile:3") {
 			t.Errorf("%s: got error %v, want one containing %q and Caddyfile:3", option, err, want)
 		}
+	}
+}
+
+// The domain page shows the autopilot's history, newest decision first,
+// and its JSON has it whole; a domain without one says so.
+func TestDashboardAutopilotTrail(t *testing.T) {
+	f := startDashboard(t)
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	h := autopilot.History{Domain: "example.com", Streak: autopilot.Streak{Passes: 3, Since: at, Last: at.AddDate(0, 0, 2)}}
+	h.Record(autopilot.Entry{At: at, Decision: autopilot.Decision{Action: autopilot.Keep, Reason: "1 of 7 consecutive passing checks"}})
+	h.Record(autopilot.Entry{At: at.AddDate(0, 0, 1), Decision: autopilot.Decision{Action: autopilot.Keep, Reason: "2 of 7 consecutive passing checks"}})
+	h.Record(autopilot.Entry{At: at.AddDate(0, 0, 2), Decision: autopilot.Decision{Action: autopilot.Promote, Reason: "evidence"},
+		Record: autopilot.RecordFor(autopilot.Promote), Outcome: autopilot.Written})
+	h.Record(autopilot.Entry{At: at.AddDate(0, 0, 3), Decision: autopilot.Decision{Action: autopilot.Demote, Reason: "mx1.example.com: expired"},
+		Record: autopilot.RecordFor(autopilot.Demote), Outcome: autopilot.Failed, Error: "primary unreachable"})
+	data, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&certmagic.FileStorage{Path: f.caddy.storage}).Store(context.Background(), historyKey("example.com"), data); err != nil {
+		t.Fatal(err)
+	}
+	text := visibleText(f.get(t, "/domain/example.com", "").body)
+	want := []string{
+		"3 consecutive passing checks since 2030-01-02 03:04 UTC. Last change: 2030-01-04 03:04 UTC.",
+		"demote: failed v=STSCFG1; mode=testing; by=autopilot mx1.example.com: expired primary unreachable",
+		"promote: written v=STSCFG1; mode=enforce; by=autopilot evidence",
+		"2030-01-02 03:04 UTC and 1 more, to 2030-01-03 03:04 UTC keep 2 of 7 consecutive passing checks",
+	}
+	last := -1
+	for _, w := range want {
+		i := strings.Index(text, w)
+		if i <= last {
+			t.Errorf("%q not on the page after what comes before it:\n%s", w, text)
+		}
+		last = i
+	}
+	var detail domainDetail
+	if err := json.Unmarshal(f.get(t, "/domain/example.com?format=json", "").body, &detail); err != nil {
+		t.Fatal(err)
+	}
+	if detail.Autopilot == nil || len(detail.Autopilot.Entries) != 3 || detail.Autopilot.Entries[2].Error != "primary unreachable" {
+		t.Errorf("the JSON's autopilot: %+v", detail.Autopilot)
+	}
+	if text := visibleText(f.get(t, "/domain/enforced.example.com", "").body); !strings.Contains(text, "No decision: the mta_sts app's autopilot is off") {
+		t.Errorf("a domain without a history:\n%s", text)
 	}
 }
