@@ -104,6 +104,8 @@ func testAutopilot(t *testing.T, s *suite) {
 				"demoted":  `enforce "v=STSCFG1; mode=enforce; by=autopilot" -> testing "v=STSCFG1; mode=testing; by=autopilot": true`,
 			}[typ])
 	}
+	s.expect(t, "the dashboard's page of autopilot.test (JSON, with the password): the changes written", s.dashboardChanges(t, "autopilot.test"),
+		"promote v=STSCFG1; mode=enforce; by=autopilot, demote v=STSCFG1; mode=testing; by=autopilot")
 	changes := counts(t, "caddy_mta_sts_autopilot_changes_total")
 	s.expect(t, "caddy_mta_sts_autopilot_changes_total: promote, demote", changes["promote"]+" "+changes["demote"], "1 1")
 	s.expect(t, "caddy_mta_sts_autopilot_failures_total", fmt.Sprint(counts(t, "caddy_mta_sts_autopilot_failures_total")), "map[]")
@@ -158,4 +160,23 @@ func (s *suite) autopilotEntry(t *testing.T, domain, action string) autopilotEnt
 	}
 	t.Fatalf("no %s in the autopilot's history of %s: %s", action, domain, data)
 	return autopilotEntry{}
+}
+
+// dashboardChanges lists the changes written in the autopilot's history of
+// domain, oldest first, as the dashboard's domain page has them in JSON.
+func (s *suite) dashboardChanges(t *testing.T, domain string) string {
+	t.Helper()
+	var page struct {
+		Autopilot struct {
+			Entries []autopilotEntry `json:"entries"`
+		} `json:"autopilot"`
+	}
+	s.dashboardJSON(t, s.dashboardClient(t), fmt.Sprintf("https://%s:%d/domain/%s?format=json", dashboardHost, dashboardPort, domain), &page)
+	var written []string
+	for _, e := range page.Autopilot.Entries {
+		if e.Outcome == "written" {
+			written = append(written, e.Action+" "+e.Record)
+		}
+	}
+	return strings.Join(written, ", ")
 }
